@@ -1,0 +1,138 @@
+//! The store trait: messages with verdicts, leads, contacts, lists, quarantine.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::SourceRef;
+use crate::lead::{Lead, LeadFilter, StageChange, StageMove};
+use crate::lists::{ListAuditRecord, ListEntry, ListKind, NewListEntry, SenderStanding};
+use crate::message::{Channel, Message, Sender};
+use crate::routing::Route;
+use crate::verdict::{Classification, Verdict};
+
+/// A classified, routed message ready to be written.
+#[derive(Debug, Clone)]
+pub struct Triaged {
+    pub message: Message,
+    pub classification: Classification,
+    pub route: Route,
+    /// Ad source and campaign from attribution (UTM wins over destination mapping).
+    pub source: Option<String>,
+    pub campaign: Option<String>,
+}
+
+/// What the store did with one triaged message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriageWrite {
+    Stored {
+        message_id: i64,
+        lead_id: Option<i64>,
+        /// False when the message was attached to the contact's open lead.
+        lead_created: bool,
+        blacklisted: Vec<SourceRef>,
+    },
+    /// A message with this dedup key was stored before; nothing changed.
+    Duplicate,
+}
+
+/// Input that could not be turned into a message, kept for inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// Where it came from: a file path, an endpoint, a queue.
+    pub origin: String,
+    pub channel: Option<Channel>,
+    pub error: String,
+    /// The raw input, capped by the caller.
+    pub raw: Vec<u8>,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored message with its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub message: Message,
+    pub classification: Classification,
+    pub lead_id: Option<i64>,
+    pub triaged_at: DateTime<Utc>,
+}
+
+/// Counts of stored messages by channel and verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    pub rows: Vec<(Channel, Verdict, i64)>,
+}
+
+impl MessageCounts {
+    pub fn total(&self) -> i64 {
+        self.rows.iter().map(|(_, _, n)| n).sum()
+    }
+
+    pub fn by_verdict(&self, verdict: Verdict) -> i64 {
+        self.rows.iter().filter(|(_, v, _)| *v == verdict).map(|(_, _, n)| n).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the store: {0}")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("store migration failed: {0}")]
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("store query failed while {operation}: {source}")]
+    Query {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("stored data is corrupt ({what}): {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Connection and query failures may heal; the rest are permanent.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Connect(_) | StoreError::Query { .. })
+    }
+}
+
+#[async_trait]
+pub trait LeadStore: Send + Sync {
+    /// List standing of each sender (in order), at time `at` (expired entries don't count).
+    async fn standings(&self, senders: &[Sender], at: DateTime<Utc>) -> Result<Vec<SenderStanding>, StoreError>;
+
+    /// Writes verdicts, leads, contacts and blacklist changes for a batch in
+    /// one transaction. Idempotent on each message's dedup key.
+    async fn record_triage(&self, batch: &[Triaged], at: DateTime<Utc>) -> Result<Vec<TriageWrite>, StoreError>;
+
+    /// Keeps input that could not be processed; returns its id.
+    async fn quarantine(&self, record: &Quarantined) -> Result<i64, StoreError>;
+    async fn quarantined(&self, limit: u32) -> Result<Vec<(i64, Quarantined)>, StoreError>;
+
+    async fn message(&self, id: i64) -> Result<Option<StoredMessage>, StoreError>;
+    async fn message_counts(&self) -> Result<MessageCounts, StoreError>;
+
+    async fn leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError>;
+    async fn lead(&self, id: i64) -> Result<Option<Lead>, StoreError>;
+    async fn lead_history(&self, id: i64) -> Result<Vec<StageChange>, StoreError>;
+    async fn move_lead(&self, request: &StageMove, at: DateTime<Utc>) -> Result<StageChange, StoreError>;
+
+    /// Adds an entry; if an active one exists for the same target, returns it unchanged.
+    async fn add_list_entry(&self, entry: &NewListEntry, at: DateTime<Utc>) -> Result<ListEntry, StoreError>;
+    /// Removes the active entry for `target`; false if there was none.
+    async fn remove_list_entry(
+        &self,
+        list: ListKind,
+        target: &SourceRef,
+        actor: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn list_entries(&self, list: ListKind, at: DateTime<Utc>) -> Result<Vec<ListEntry>, StoreError>;
+    async fn list_audit(&self, list: ListKind, limit: u32) -> Result<Vec<ListAuditRecord>, StoreError>;
+}
