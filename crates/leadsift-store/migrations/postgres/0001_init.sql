@@ -1,0 +1,136 @@
+-- leadsift schema v1 (PostgreSQL). Times are Unix milliseconds (UTC); flags are 0/1.
+-- Keep in step with migrations/sqlite/0001_init.sql: same tables, same columns.
+
+CREATE TABLE inbox (
+    id          BIGSERIAL PRIMARY KEY,
+    dedup_key   TEXT    NOT NULL UNIQUE,
+    channel     TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    enqueued_at BIGINT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    last_error  TEXT
+);
+CREATE INDEX inbox_claimable ON inbox (lease_until, id);
+
+CREATE TABLE contacts (
+    id           BIGSERIAL PRIMARY KEY,
+    display_name TEXT,
+    created_at   BIGINT NOT NULL
+);
+
+CREATE TABLE contact_identities (
+    kind       TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    contact_id BIGINT NOT NULL REFERENCES contacts (id),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE INDEX contact_identities_contact ON contact_identities (contact_id);
+
+CREATE TABLE leads (
+    id               BIGSERIAL PRIMARY KEY,
+    contact_id       BIGINT REFERENCES contacts (id),
+    stage            TEXT    NOT NULL,
+    junk_reason      TEXT,
+    needs_review     BIGINT NOT NULL DEFAULT 0,
+    review_note      TEXT,
+    returning_client BIGINT NOT NULL DEFAULT 0,
+    channel          TEXT    NOT NULL,
+    title            TEXT    NOT NULL,
+    verdict          TEXT    NOT NULL,
+    confidence       DOUBLE PRECISION    NOT NULL,
+    reasons          TEXT    NOT NULL,
+    source           TEXT,
+    campaign         TEXT,
+    destination      TEXT,
+    utm_source       TEXT,
+    utm_medium       TEXT,
+    utm_campaign     TEXT,
+    utm_content      TEXT,
+    utm_term         TEXT,
+    message_count    BIGINT NOT NULL DEFAULT 1,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    closed_at        BIGINT
+);
+CREATE INDEX leads_contact_stage ON leads (contact_id, stage);
+CREATE INDEX leads_board ON leads (stage, needs_review, id);
+CREATE INDEX leads_created ON leads (created_at);
+
+CREATE TABLE messages (
+    id            BIGSERIAL PRIMARY KEY,
+    dedup_key     TEXT    NOT NULL UNIQUE,
+    channel       TEXT    NOT NULL,
+    received_at   BIGINT NOT NULL,
+    triaged_at    BIGINT NOT NULL,
+    sender_email  TEXT,
+    sender_phone  TEXT,
+    sender_handle TEXT,
+    sender_name   TEXT,
+    destination   TEXT,
+    subject       TEXT,
+    verdict       TEXT    NOT NULL,
+    confidence    DOUBLE PRECISION    NOT NULL,
+    reasons       TEXT    NOT NULL,
+    route         TEXT    NOT NULL,
+    lead_id       BIGINT REFERENCES leads (id),
+    contact_id    BIGINT REFERENCES contacts (id),
+    source        TEXT,
+    campaign      TEXT,
+    payload       TEXT    NOT NULL
+);
+CREATE INDEX messages_received ON messages (received_at);
+CREATE INDEX messages_verdict ON messages (verdict, channel);
+CREATE INDEX messages_lead ON messages (lead_id);
+
+CREATE TABLE lead_stage_changes (
+    id          BIGSERIAL PRIMARY KEY,
+    lead_id     BIGINT NOT NULL REFERENCES leads (id),
+    from_stage  TEXT,
+    to_stage    TEXT    NOT NULL,
+    junk_reason TEXT,
+    actor       TEXT    NOT NULL,
+    reason      TEXT,
+    at          BIGINT NOT NULL
+);
+CREATE INDEX lead_stage_changes_lead ON lead_stage_changes (lead_id, id);
+
+CREATE TABLE list_entries (
+    id             BIGSERIAL PRIMARY KEY,
+    list           TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    value          TEXT    NOT NULL,
+    reason         TEXT    NOT NULL,
+    origin         TEXT    NOT NULL,
+    created_by     TEXT    NOT NULL,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT,
+    removed_at     BIGINT,
+    removed_by     TEXT,
+    removed_reason TEXT
+);
+CREATE UNIQUE INDEX list_entries_active ON list_entries (list, kind, value) WHERE removed_at IS NULL;
+CREATE INDEX list_entries_lookup ON list_entries (kind, value);
+
+CREATE TABLE list_audit (
+    id       BIGSERIAL PRIMARY KEY,
+    entry_id BIGINT NOT NULL REFERENCES list_entries (id),
+    list     TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    value    TEXT    NOT NULL,
+    action   TEXT    NOT NULL,
+    actor    TEXT    NOT NULL,
+    reason   TEXT    NOT NULL,
+    at       BIGINT NOT NULL
+);
+CREATE INDEX list_audit_list ON list_audit (list, id);
+
+CREATE TABLE quarantine (
+    id      BIGSERIAL PRIMARY KEY,
+    origin  TEXT    NOT NULL,
+    channel TEXT,
+    error   TEXT    NOT NULL,
+    raw     BYTEA    NOT NULL,
+    at      BIGINT NOT NULL
+);

@@ -1,0 +1,187 @@
+//! The built-in durable queue: the `inbox` table.
+//!
+//! A row is claimed by setting a lease; it is deleted (acked) only after
+//! the triage transaction committed. A crashed worker's rows become
+//! claimable again when the lease runs out. Publishing skips messages that
+//! are already queued or already stored, so re-importing adds nothing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use leadsift_core::{Delivery, DeliveryId, Message, Nacked, Published, Quarantined, Queue, QueueError, StoreError};
+use sqlx::Row;
+
+use crate::{Backend, SqlStore, millis};
+
+/// Tuning of the built-in queue.
+#[derive(Debug, Clone)]
+pub struct InboxSettings {
+    /// How long a claimed row stays invisible to other workers.
+    pub lease: Duration,
+    /// Deliveries after which a failing message is dead-lettered to quarantine.
+    pub max_attempts: u32,
+    /// Delay before a failed delivery is retried.
+    pub retry_delay: Duration,
+}
+
+impl Default for InboxSettings {
+    fn default() -> Self {
+        Self { lease: Duration::from_secs(15), max_attempts: 5, retry_delay: Duration::from_secs(5) }
+    }
+}
+
+fn unavailable(operation: &'static str) -> impl FnOnce(sqlx::Error) -> QueueError {
+    move |e| QueueError::Unavailable { operation, source: e.into() }
+}
+
+fn store_unavailable(operation: &'static str) -> impl FnOnce(StoreError) -> QueueError {
+    move |e| QueueError::Unavailable { operation, source: e.into() }
+}
+
+#[async_trait]
+impl Queue for SqlStore {
+    async fn publish(&self, messages: &[Message]) -> Result<Vec<Published>, QueueError> {
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(unavailable("publishing"))?;
+        let mut out = Vec::with_capacity(messages.len());
+        for message in messages {
+            let payload = serde_json::to_string(message)
+                .map_err(|e| QueueError::Payload { operation: "encoding a message", source: e.into() })?;
+            let result = sqlx::query(
+                "INSERT INTO inbox (dedup_key, channel, payload, enqueued_at) \
+                 SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1) \
+                 ON CONFLICT (dedup_key) DO NOTHING",
+            )
+            .bind(message.dedup_key.as_str())
+            .bind(message.channel.as_str())
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("publishing"))?;
+            out.push(if result.rows_affected() == 1 { Published::New } else { Published::Duplicate });
+        }
+        tx.commit().await.map_err(unavailable("committing a publish"))?;
+        Ok(out)
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let now = Utc::now();
+        let lease_until = millis(now) + self.inbox.lease.as_millis() as i64;
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "UPDATE inbox SET lease_until = $1, attempts = attempts + 1 WHERE id IN \
+                 (SELECT id FROM inbox WHERE lease_until <= $2 ORDER BY id LIMIT $3) \
+                 RETURNING id, payload, attempts, dedup_key"
+            }
+            Backend::Postgres => {
+                "UPDATE inbox SET lease_until = $1, attempts = attempts + 1 WHERE id IN \
+                 (SELECT id FROM inbox WHERE lease_until <= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, payload, attempts, dedup_key"
+            }
+        };
+        let claimed = sqlx::query(sql)
+            .bind(lease_until)
+            .bind(millis(now))
+            .bind(max as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable("claiming inbox rows"))?;
+        let mut deliveries = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            let id: i64 = row.try_get("id").map_err(unavailable("reading a claimed row"))?;
+            let payload: String = row.try_get("payload").map_err(unavailable("reading a claimed row"))?;
+            let attempts: i64 = row.try_get("attempts").map_err(unavailable("reading a claimed row"))?;
+            match serde_json::from_str::<Message>(&payload) {
+                Ok(message) => deliveries.push(Delivery {
+                    id: DeliveryId { partition: 0, offset: id },
+                    message,
+                    attempt: attempts.max(1) as u32,
+                }),
+                Err(e) => {
+                    // A row that cannot be decoded never will be: keep it in
+                    // quarantine rather than retrying or losing it.
+                    tracing::error!(inbox_id = id, error = %e, "undecodable inbox row moved to quarantine");
+                    self.dead_letter(id, &payload, &format!("undecodable queue payload: {e}"))
+                        .await
+                        .map_err(store_unavailable("quarantining an undecodable row"))?;
+                }
+            }
+        }
+        deliveries.sort_by_key(|d| d.id);
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, ids: &[DeliveryId]) -> Result<(), QueueError> {
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("DELETE FROM inbox WHERE id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.offset);
+            }
+            query.execute(&self.pool).await.map_err(unavailable("acking inbox rows"))?;
+        }
+        Ok(())
+    }
+
+    async fn nack(&self, id: DeliveryId, error: &str) -> Result<Nacked, QueueError> {
+        let row = sqlx::query("SELECT attempts, payload FROM inbox WHERE id = $1")
+            .bind(id.offset)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("reading a failed row"))?;
+        let Some(row) = row else {
+            // Already acked (a redelivery raced us): nothing to retry.
+            return Ok(Nacked::WillRetry);
+        };
+        let attempts: i64 = row.try_get("attempts").map_err(unavailable("reading a failed row"))?;
+        if attempts >= i64::from(self.inbox.max_attempts) {
+            let payload: String = row.try_get("payload").map_err(unavailable("reading a failed row"))?;
+            self.dead_letter(id.offset, &payload, &format!("failed {attempts} times; last error: {error}"))
+                .await
+                .map_err(store_unavailable("dead-lettering a row"))?;
+            return Ok(Nacked::DeadLettered);
+        }
+        let retry_at = millis(Utc::now()) + self.inbox.retry_delay.as_millis() as i64;
+        sqlx::query("UPDATE inbox SET lease_until = $1, last_error = $2 WHERE id = $3")
+            .bind(retry_at)
+            .bind(error)
+            .bind(id.offset)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("scheduling a retry"))?;
+        Ok(Nacked::WillRetry)
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("counting inbox rows"))?;
+        Ok(count as u64)
+    }
+}
+
+impl SqlStore {
+    /// Moves an inbox row to quarantine in one transaction.
+    async fn dead_letter(&self, inbox_id: i64, payload: &str, error: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(crate::query_error("dead-lettering"))?;
+        let record = Quarantined {
+            origin: format!("inbox:{inbox_id}"),
+            channel: serde_json::from_str::<Message>(payload).ok().map(|m| m.channel),
+            error: error.to_owned(),
+            raw: payload.as_bytes().to_vec(),
+            at: Utc::now(),
+        };
+        crate::triage::insert_quarantine(&mut tx, &record).await?;
+        sqlx::query("DELETE FROM inbox WHERE id = $1")
+            .bind(inbox_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::query_error("dead-lettering"))?;
+        tx.commit().await.map_err(crate::query_error("dead-lettering"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! One conformance suite for every store backend: each case runs on a fresh
+//! SQLite file and on a fresh PostgreSQL database.
+
+use chrono::{Duration, Utc};
+use leadsift_core::{
+    CallInfo, Channel, Classification, DedupKey, EmailAddress, EntryOrigin, JunkReason, LeadFilter, LeadStage,
+    LeadStore, ListKind, Message, Nacked, NewListEntry, PhoneNumber, Published, Quarantined, Queue, Reason,
+    ReasonOrigin, Route, RoutingPolicy, Sender, SourceRef, StageMove, TriageWrite, Triaged, Verdict,
+};
+use leadsift_integration_tests::TestDb;
+use leadsift_store::SqlStore;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = leadsift_integration_tests::TestDb::sqlite().await;
+                    super::$case(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = leadsift_integration_tests::TestDb::postgres().await else { return };
+                    super::$case(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    inbox_publish_is_idempotent_and_survives_redelivery,
+    nack_retries_then_dead_letters,
+    inquiry_creates_contact_and_lead_with_history,
+    repeat_inquiry_attaches_to_open_lead_and_later_one_is_returning,
+    spam_junks_and_blacklists_identities_not_domains,
+    newsletter_and_bank_statement_are_stored_without_lead,
+    review_route_keeps_unsure_messages_as_leads,
+    stage_moves_are_recorded_and_junk_needs_a_reason,
+    list_entries_match_domains_expire_and_keep_an_audit_trail,
+    quarantine_keeps_raw_input,
+    duplicate_triage_writes_nothing_twice,
+);
+
+fn email_message(key: &str, from: &str, subject: &str) -> Message {
+    let mut m = Message::new(Channel::Email, DedupKey::from_upstream_id(Channel::Email, key), Utc::now());
+    m.sender =
+        Sender { email: Some(EmailAddress::parse(from).unwrap()), name: Some("Ivan".into()), ..Sender::default() };
+    m.subject = Some(subject.into());
+    m.text = format!("{subject}: body");
+    m.destination = Some("sales@our.example".into());
+    m
+}
+
+fn classified(message: Message, verdict: Verdict, confidence: f64) -> Triaged {
+    let classification = Classification {
+        verdict,
+        confidence,
+        reasons: vec![Reason {
+            rule: "TEST_RULE".into(),
+            description: "test rule".into(),
+            origin: ReasonOrigin::Rule,
+            class: Some(verdict),
+            score: 3.0,
+            decisive: false,
+        }],
+    };
+    let route = RoutingPolicy::default().route(&classification);
+    Triaged { message, classification, route, source: Some("yandex".into()), campaign: Some("fasad".into()) }
+}
+
+async fn triage_one(store: &SqlStore, item: Triaged) -> TriageWrite {
+    let mut writes = store.record_triage(&[item], Utc::now()).await.unwrap();
+    writes.pop().unwrap()
+}
+
+fn lead_id(write: &TriageWrite) -> i64 {
+    match write {
+        TriageWrite::Stored { lead_id: Some(id), .. } => *id,
+        other => panic!("expected a lead, got {other:?}"),
+    }
+}
+
+async fn inbox_publish_is_idempotent_and_survives_redelivery(db: &TestDb) {
+    let store = &db.store;
+    let messages: Vec<Message> =
+        (0..5).map(|i| email_message(&format!("m{i}@x"), "client@firm.example", "Need a quote")).collect();
+    let first = store.publish(&messages).await.unwrap();
+    assert!(first.iter().all(|p| *p == Published::New));
+    let again = store.publish(&messages).await.unwrap();
+    assert!(again.iter().all(|p| *p == Published::Duplicate));
+    assert_eq!(store.depth().await.unwrap(), 5);
+
+    let batch = store.receive(3).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(batch[0].attempt, 1);
+    // Leased rows are invisible to a second consumer.
+    let rest = store.receive(10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(store.receive(10).await.unwrap().is_empty());
+
+    // Store the first three, ack them; a message already stored is not re-queued.
+    for delivery in &batch {
+        triage_one(store, classified(delivery.message.clone(), Verdict::Inquiry, 0.99)).await;
+    }
+    store.ack(&batch.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), 2);
+    let republished = store.publish(&messages[..3]).await.unwrap();
+    assert!(republished.iter().all(|p| *p == Published::Duplicate));
+    assert_eq!(store.depth().await.unwrap(), 2);
+}
+
+async fn nack_retries_then_dead_letters(db: &TestDb) {
+    let store = &db.store;
+    store.publish(&[email_message("poison@x", "a@firm.example", "x")]).await.unwrap();
+    let mut outcome = Nacked::WillRetry;
+    // Default settings: 5 attempts; the retry delay is skipped by claiming directly.
+    for attempt in 1..=5 {
+        sqlx::query("UPDATE inbox SET lease_until = 0").execute(store.pool()).await.unwrap();
+        let delivery = store.receive(1).await.unwrap().pop().expect("redelivered");
+        assert_eq!(delivery.attempt, attempt);
+        outcome = store.nack(delivery.id, "boom").await.unwrap();
+    }
+    assert_eq!(outcome, Nacked::DeadLettered);
+    assert_eq!(store.depth().await.unwrap(), 0);
+    let quarantined = store.quarantined(10).await.unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert!(quarantined[0].1.error.contains("boom"));
+    assert_eq!(quarantined[0].1.channel, Some(Channel::Email));
+}
+
+async fn inquiry_creates_contact_and_lead_with_history(db: &TestDb) {
+    let store = &db.store;
+    let write =
+        triage_one(store, classified(email_message("q1@x", "Client@Firm.example", "Quote"), Verdict::Inquiry, 0.97))
+            .await;
+    let TriageWrite::Stored { lead_created, ref blacklisted, .. } = write else { panic!("{write:?}") };
+    assert!(lead_created && blacklisted.is_empty());
+    let lead = store.lead(lead_id(&write)).await.unwrap().unwrap();
+    assert_eq!(lead.stage, LeadStage::ContactClient);
+    assert!(!lead.needs_review && !lead.returning_client);
+    assert_eq!((lead.source.as_deref(), lead.campaign.as_deref()), (Some("yandex"), Some("fasad")));
+    assert_eq!(lead.identities, vec![SourceRef::Email(EmailAddress::parse("client@firm.example").unwrap())]);
+    assert_eq!(lead.reasons[0].rule, "TEST_RULE");
+    assert_eq!(lead.title, "Ivan: Quote");
+    let history = store.lead_history(lead.id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].from, history[0].to, history[0].actor.as_str()), (None, LeadStage::ContactClient, "triage"));
+    let counts = store.message_counts().await.unwrap();
+    assert_eq!(counts.by_verdict(Verdict::Inquiry), 1);
+}
+
+async fn repeat_inquiry_attaches_to_open_lead_and_later_one_is_returning(db: &TestDb) {
+    let store = &db.store;
+    let first = lead_id(
+        &triage_one(store, classified(email_message("r1@x", "c@firm.example", "A"), Verdict::Inquiry, 0.99)).await,
+    );
+    // Same contact reached by phone as well as email: a call linked by the email identity.
+    let mut second = email_message("r2@x", "c@firm.example", "B");
+    second.sender.phone = Some(PhoneNumber::parse("+79162045581", "RU").unwrap());
+    let write = triage_one(store, classified(second, Verdict::Inquiry, 0.99)).await;
+    assert_eq!(lead_id(&write), first);
+    assert!(matches!(write, TriageWrite::Stored { lead_created: false, .. }));
+    let lead = store.lead(first).await.unwrap().unwrap();
+    assert_eq!(lead.message_count, 2);
+    assert_eq!(lead.identities.len(), 2, "phone identity linked to the contact");
+
+    store
+        .move_lead(
+            &StageMove {
+                lead_id: first,
+                to: LeadStage::Converted,
+                junk_reason: None,
+                actor: "anna".into(),
+                note: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    // A call from the phone alone now finds the same contact, who is returning.
+    let mut call = Message::new(Channel::Call, DedupKey::from_upstream_id(Channel::Call, "pbx-1"), Utc::now());
+    call.sender.phone = Some(PhoneNumber::parse("8 916 204-55-81", "RU").unwrap());
+    call.call = Some(CallInfo { duration_secs: 0, answered: false });
+    let third = lead_id(&triage_one(store, classified(call, Verdict::Inquiry, 0.9)).await);
+    assert_ne!(third, first);
+    let lead = store.lead(third).await.unwrap().unwrap();
+    assert!(lead.returning_client);
+    assert_eq!(lead.contact_id, store.lead(first).await.unwrap().unwrap().contact_id);
+    assert_eq!(lead.stage, LeadStage::ContactClient, "a missed call is a lead to call back");
+    assert!(lead.title.starts_with("Missed call from +79162045581"), "{}", lead.title);
+}
+
+async fn spam_junks_and_blacklists_identities_not_domains(db: &TestDb) {
+    let store = &db.store;
+    let write =
+        triage_one(store, classified(email_message("s1@x", "promo@gmail.com", "SEO"), Verdict::Spam, 0.99)).await;
+    let TriageWrite::Stored { ref blacklisted, .. } = write else { panic!() };
+    assert_eq!(blacklisted, &vec![SourceRef::Email(EmailAddress::parse("promo@gmail.com").unwrap())]);
+    let lead = store.lead(lead_id(&write)).await.unwrap().unwrap();
+    assert_eq!((lead.stage, lead.junk_reason), (LeadStage::Junk, Some(JunkReason::Spam)));
+    let entries = store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].origin, EntryOrigin::Auto);
+    assert!(entries[0].reason.contains("TEST_RULE"));
+    // Someone else at gmail.com is not affected.
+    let senders = vec![
+        Sender { email: Some(EmailAddress::parse("promo@gmail.com").unwrap()), ..Sender::default() },
+        Sender { email: Some(EmailAddress::parse("friend@gmail.com").unwrap()), ..Sender::default() },
+    ];
+    let standings = store.standings(&senders, Utc::now()).await.unwrap();
+    assert!(standings[0].blocked.is_some());
+    assert!(standings[1].blocked.is_none());
+    // Non-target is junk but not blacklisted.
+    let write =
+        triage_one(store, classified(email_message("n1@x", "cv@firm.example", "Resume"), Verdict::NonTarget, 0.95))
+            .await;
+    let TriageWrite::Stored { ref blacklisted, .. } = write else { panic!() };
+    assert!(blacklisted.is_empty());
+    assert_eq!(store.lead(lead_id(&write)).await.unwrap().unwrap().junk_reason, Some(JunkReason::NonTarget));
+    let audit = store.list_audit(ListKind::Blacklist, 10).await.unwrap();
+    assert_eq!((audit.len(), audit[0].actor.as_str(), audit[0].action.as_str()), (1, "triage", "added"));
+}
+
+async fn newsletter_and_bank_statement_are_stored_without_lead(db: &TestDb) {
+    let store = &db.store;
+    for (key, verdict) in [("nl@x", Verdict::Newsletter), ("bank@x", Verdict::BankStatement)] {
+        let write =
+            triage_one(store, classified(email_message(key, "news@shop.example", "Digest"), verdict, 0.99)).await;
+        let TriageWrite::Stored { message_id, lead_id: None, .. } = write else { panic!("{write:?}") };
+        let stored = store.message(message_id).await.unwrap().unwrap();
+        assert_eq!(stored.classification.verdict, verdict);
+        assert_eq!(stored.message.subject.as_deref(), Some("Digest"));
+        assert!(stored.lead_id.is_none());
+    }
+    assert!(store.leads(&LeadFilter::default()).await.unwrap().is_empty());
+}
+
+async fn review_route_keeps_unsure_messages_as_leads(db: &TestDb) {
+    let store = &db.store;
+    let item = classified(email_message("u1@x", "who@firm.example", "hmm"), Verdict::Spam, 0.6);
+    assert!(matches!(item.route, Route::Lead { needs_review: true, .. }));
+    let id = lead_id(&triage_one(store, item).await);
+    triage_one(store, classified(email_message("u2@x", "sure@firm.example", "order"), Verdict::Inquiry, 0.99)).await;
+    let lead = store.lead(id).await.unwrap().unwrap();
+    assert_eq!(lead.stage, LeadStage::ContactClient);
+    assert!(lead.needs_review);
+    assert!(lead.review_note.unwrap().contains("spam"));
+    assert!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().is_empty());
+    let listed = store.leads(&LeadFilter::default()).await.unwrap();
+    assert_eq!(listed[0].id, id, "review leads come first");
+    let review = store.leads(&LeadFilter { needs_review: Some(true), ..LeadFilter::default() }).await.unwrap();
+    assert_eq!(review.len(), 1);
+}
+
+async fn stage_moves_are_recorded_and_junk_needs_a_reason(db: &TestDb) {
+    let store = &db.store;
+    let id = lead_id(
+        &triage_one(store, classified(email_message("mv@x", "c@firm.example", "q"), Verdict::Inquiry, 0.99)).await,
+    );
+    let to_junk = StageMove { lead_id: id, to: LeadStage::Junk, junk_reason: None, actor: "anna".into(), note: None };
+    assert!(store.move_lead(&to_junk, Utc::now()).await.is_err());
+    for stage in [LeadStage::Qualification, LeadStage::Offer] {
+        let change = store
+            .move_lead(
+                &StageMove {
+                    lead_id: id,
+                    to: stage,
+                    junk_reason: None,
+                    actor: "anna".into(),
+                    note: Some("called".into()),
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(change.to, stage);
+    }
+    store.move_lead(&StageMove { junk_reason: Some(JunkReason::Duplicate), ..to_junk }, Utc::now()).await.unwrap();
+    let history = store.lead_history(id).await.unwrap();
+    let path: Vec<_> = history.iter().map(|c| c.to).collect();
+    assert_eq!(path, vec![LeadStage::ContactClient, LeadStage::Qualification, LeadStage::Offer, LeadStage::Junk]);
+    assert_eq!(history[3].junk_reason, Some(JunkReason::Duplicate));
+    assert_eq!(history[1].reason.as_deref(), Some("called"));
+    assert!(
+        store
+            .move_lead(
+                &StageMove { lead_id: 999_999, to: LeadStage::Offer, junk_reason: None, actor: "a".into(), note: None },
+                Utc::now()
+            )
+            .await
+            .is_err()
+    );
+}
+
+async fn list_entries_match_domains_expire_and_keep_an_audit_trail(db: &TestDb) {
+    let store = &db.store;
+    let now = Utc::now();
+    let domain = SourceRef::guess("spam-seo.example", "RU").unwrap();
+    let entry = NewListEntry {
+        list: ListKind::Blacklist,
+        target: domain.clone(),
+        reason: "seo spam".into(),
+        origin: EntryOrigin::Admin,
+        actor: "admin".into(),
+        expires_at: Some(now + Duration::hours(1)),
+    };
+    let added = store.add_list_entry(&entry, now).await.unwrap();
+    assert_eq!(store.add_list_entry(&entry, now).await.unwrap().id, added.id, "adding twice is idempotent");
+    let sender = Sender { email: Some(EmailAddress::parse("x@mail.spam-seo.example").unwrap()), ..Sender::default() };
+    assert!(store.standings(std::slice::from_ref(&sender), now).await.unwrap()[0].blocked.is_some());
+    // After expiry the entry no longer counts.
+    let later = now + Duration::hours(2);
+    assert!(store.standings(std::slice::from_ref(&sender), later).await.unwrap()[0].blocked.is_none());
+    assert!(store.list_entries(ListKind::Blacklist, later).await.unwrap().is_empty());
+    // Allowlist beats blacklist at classification time; both are reported.
+    let allow = NewListEntry { list: ListKind::Allowlist, expires_at: None, reason: "partner".into(), ..entry.clone() };
+    store.add_list_entry(&allow, now).await.unwrap();
+    let standing = store.standings(std::slice::from_ref(&sender), now).await.unwrap().remove(0);
+    assert!(standing.blocked.is_some() && standing.allowed.is_some());
+    assert!(store.remove_list_entry(ListKind::Allowlist, &domain, "admin", "no longer a partner", now).await.unwrap());
+    assert!(!store.remove_list_entry(ListKind::Allowlist, &domain, "admin", "again", now).await.unwrap());
+    let audit = store.list_audit(ListKind::Allowlist, 10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, vec!["removed", "added"]);
+    assert_eq!(audit[0].reason, "no longer a partner");
+    // Re-adding after expiry retires the expired entry and creates a new one.
+    let readded = store.add_list_entry(&NewListEntry { expires_at: None, ..entry }, later).await.unwrap();
+    assert_ne!(readded.id, added.id);
+}
+
+async fn quarantine_keeps_raw_input(db: &TestDb) {
+    let store = &db.store;
+    let raw = vec![0u8, 159, 146, 150, b'x'];
+    let id = store
+        .quarantine(&Quarantined {
+            origin: "inbox/bad.json".into(),
+            channel: Some(Channel::Webform),
+            error: "invalid JSON at 1:1".into(),
+            raw: raw.clone(),
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let listed = store.quarantined(5).await.unwrap();
+    assert_eq!(listed[0].0, id);
+    assert_eq!(listed[0].1.raw, raw);
+    assert_eq!(listed[0].1.channel, Some(Channel::Webform));
+}
+
+async fn duplicate_triage_writes_nothing_twice(db: &TestDb) {
+    let store = &db.store;
+    let item = classified(email_message("dup@x", "spammer@spam.example", "win"), Verdict::Spam, 0.99);
+    let writes = store.record_triage(&[item.clone(), item.clone()], Utc::now()).await.unwrap();
+    assert!(matches!(writes[0], TriageWrite::Stored { .. }));
+    assert_eq!(writes[1], TriageWrite::Duplicate);
+    assert_eq!(store.record_triage(&[item], Utc::now()).await.unwrap(), vec![TriageWrite::Duplicate]);
+    assert_eq!(store.leads(&LeadFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().len(), 1);
+    assert_eq!(store.message_counts().await.unwrap().total(), 1);
+}
