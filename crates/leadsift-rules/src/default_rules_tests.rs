@@ -1,0 +1,265 @@
+//! The shipped rules on typical messages of every class, Russian and English.
+//!
+//! These messages were written for the tests from general knowledge of each
+//! kind of mail; they are not taken from any corpus.
+
+use leadsift_core::{
+    Attachment, CallInfo, Channel, Classification, Classifier, Header, Message, MessengerHandle, PhoneNumber,
+    SenderStanding, Verdict,
+};
+
+use crate::RuleSet;
+use crate::tests::{email, message};
+
+fn classify(m: &Message) -> Classification {
+    RuleSet::builtin().classify(m, &SenderStanding::default())
+}
+
+#[track_caller]
+fn assert_class(m: &Message, expected: Verdict) -> Classification {
+    let c = classify(m);
+    let fired: Vec<String> = c.reasons.iter().map(|r| format!("{}({:+})", r.rule, r.score)).collect();
+    assert_eq!(c.verdict, expected, "confidence {:.2}, reasons {fired:?}\n{:?}: {}", c.confidence, m.subject, m.text);
+    c
+}
+
+fn fired(c: &Classification, rule: &str) -> bool {
+    c.reasons.iter().any(|r| r.rule == rule)
+}
+
+fn messenger(text: &str) -> Message {
+    let mut m = message(Channel::Messenger, "", text);
+    m.sender.handle = Some(MessengerHandle::parse("telegram:100200300").unwrap());
+    m
+}
+
+fn with_header(mut m: Message, name: &str, value: &str) -> Message {
+    m.headers.push(Header { name: name.into(), value: value.into() });
+    m
+}
+
+#[test]
+fn the_builtin_rules_parse_and_are_documented() {
+    let rules = RuleSet::builtin();
+    assert_eq!(rules.version(), 1);
+    assert!(rules.rules().count() >= 60);
+    for rule in rules.rules() {
+        assert!(!rule.description.is_empty(), "{}", rule.id);
+    }
+    // The embedded copy is the repository file.
+    let from_file =
+        RuleSet::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/default.toml")).unwrap();
+    assert_eq!(from_file.rules().count(), rules.rules().count());
+}
+
+#[test]
+fn russian_inquiries_stay_inquiries() {
+    assert_class(
+        &email(
+            "snab@zavod-example.ru",
+            "Запрос КП",
+            "Добрый день! Наше предприятие планирует закупку 40 шт. насосов ЦНС 38-44. \
+             Просим направить коммерческое предложение с ценой и сроками поставки. \
+             Реквизиты: ООО «Пример», ИНН 7700000000, р/с 40702810900000000001 в ПАО Сбербанк.",
+        ),
+        Verdict::Inquiry,
+    );
+    assert_class(
+        &email(
+            "ivan@example.ru",
+            "Вопрос",
+            "Здравствуйте! Сколько стоит доставка в Казань? Хотим заказать две партии.",
+        ),
+        Verdict::Inquiry,
+    );
+    let mut form =
+        message(Channel::Webform, "", "Имя: Ольга\nТелефон: +7 (916) 204-55-81\nПерезвоните мне, пожалуйста");
+    form.sender.name = Some("Ольга".into());
+    let c = assert_class(&form, Verdict::Inquiry);
+    assert!(fired(&c, "INQUIRY_WEBFORM_PHONE"));
+    // A site's form notification comes from noreply@ but is a real request.
+    assert_class(
+        &email(
+            "noreply@site-example.ru",
+            "Новая заявка с сайта",
+            "Новая заявка с сайта\nИмя: Пётр\nСообщение: нужен расчёт",
+        ),
+        Verdict::Inquiry,
+    );
+    assert_class(&messenger("Подскажите, у вас есть в наличии кабель ВВГнг 3х2,5?"), Verdict::Inquiry);
+}
+
+#[test]
+fn english_inquiries_stay_inquiries() {
+    assert_class(
+        &email(
+            "buyer@company.example.com",
+            "Request for quotation",
+            "Hello, we would like to order 200 units of the XR-20 valve. Please send a quote with lead time \
+             and delivery to Rotterdam. Best regards, Anna",
+        ),
+        Verdict::Inquiry,
+    );
+    assert_class(&messenger("Hi, do you ship to Kazakhstan? How much does it cost?"), Verdict::Inquiry);
+}
+
+#[test]
+fn a_missed_short_call_is_a_lead_not_spam() {
+    let mut call = message(Channel::Call, "", "");
+    call.sender.phone = Some(PhoneNumber::parse("+79162045581", "RU").unwrap());
+    call.call = Some(CallInfo { duration_secs: 3, answered: false });
+    let c = assert_class(&call, Verdict::Inquiry);
+    assert!(fired(&c, "CALL_MISSED_SHORT"));
+    assert!(c.reasons.iter().all(|r| r.class != Some(Verdict::Spam)));
+}
+
+#[test]
+fn robocalls_are_spam() {
+    let mut call =
+        message(Channel::Call, "", "Здравствуйте! Это автоматическое сообщение. Для связи с оператором нажмите 1.");
+    call.call = Some(CallInfo { duration_secs: 25, answered: true });
+    assert_class(&call, Verdict::Spam);
+    call.text =
+        "Hello, this is a recorded message about your car's extended warranty. Press 1 to speak to an agent.".into();
+    assert_class(&call, Verdict::Spam);
+}
+
+#[test]
+fn russian_spam_is_spam() {
+    assert_class(
+        &email(
+            "seo@promo-example.ru",
+            "Продвижение вашего сайта",
+            "Добрый день! Выведем ваш сайт в ТОП Яндекса за 2 недели. Также продаём базы данных предприятий \
+             и делаем массовые рассылки по базам. Звоните!",
+        ),
+        Verdict::Spam,
+    );
+    assert_class(&messenger("Нужны люди на удаленку, доход от 5000 в день, без опыта. Пиши в лс!"), Verdict::Spam);
+    assert_class(&messenger("Срoчнo пoдрaбoткa, зaрaбoтoк без вложений, пишите в личку"), Verdict::Spam);
+    assert_class(&messenger("Казино Vavada: фриспины и бездепозитный бонус, заходи по ссылке"), Verdict::Spam);
+}
+
+#[test]
+fn english_spam_is_spam() {
+    assert_class(
+        &email(
+            "winner@lottery-example.net",
+            "YOU HAVE WON!!!",
+            "Dear friend, congratulations! You have won $1,000,000. Claim your prize now: click here. \
+             This is not spam. To be removed from our list reply with REMOVE in the subject.",
+        ),
+        Verdict::Spam,
+    );
+    assert_class(
+        &email(
+            "mr.james@mail-example.com",
+            "Urgent business relationship",
+            "I am a barrister to a deceased client who left 15 million united states dollars. As next of kin \
+             you will help transfer the funds. Reply in strict confidence.",
+        ),
+        Verdict::Spam,
+    );
+    assert_class(
+        &email("deals@pharma-example.biz", "ADV: cheap meds", "Buy v1agra and c i a l i s online, no prescription!"),
+        Verdict::Spam,
+    );
+}
+
+#[test]
+fn bank_statements_and_notifications_are_bank() {
+    assert_class(
+        &email(
+            "statements@sberbank.ru",
+            "Выписка по счёту",
+            "Выписка по счёту дебетовой карты за период 01.01.2024 - 31.01.2024\n\
+             Остаток на 01.01.2024: 15 000,00\nВсего списаний 3 500,00\nВсего пополнений 10 000,00",
+        ),
+        Verdict::BankStatement,
+    );
+    let c = assert_class(
+        &email("buh@client-example.ru", "", "1CClientBankExchange\nВерсияФормата=1.03\nКодировка=Windows"),
+        Verdict::BankStatement,
+    );
+    assert!(c.reasons[0].decisive);
+    assert_class(
+        &email(
+            "no.reply.alerts@chase.com",
+            "Your statement is ready",
+            "Your statement is ready for your account ending in 1234. Available balance: $2,345.10",
+        ),
+        Verdict::BankStatement,
+    );
+    assert_class(&messenger("ECMC1234 10:15 Покупка 500р MAGNIT Баланс: 12 345,67р"), Verdict::BankStatement);
+    let mut attached = email("notify@tochka.com", "Выписка", "Во вложении выписка по счёту за март.");
+    attached.attachments.push(Attachment {
+        name: Some("vypiska_2024_03.pdf".into()),
+        mime_type: "application/pdf".into(),
+        size: 20_000,
+    });
+    assert_class(&attached, Verdict::BankStatement);
+}
+
+#[test]
+fn newsletters_are_newsletters() {
+    let m = with_header(
+        email(
+            "news@vendor-example.ru",
+            "Приглашаем на вебинар",
+            "Приглашаем вас на бесплатный вебинар «Склад 2024». Регистрация открыта.\n\
+             Вы получили это письмо, так как подписаны на рассылку. Отписаться от рассылки.",
+        ),
+        "List-Unsubscribe",
+        "<https://vendor-example.ru/unsubscribe>",
+    );
+    assert_class(&m, Verdict::Newsletter);
+    assert_class(
+        &email(
+            "digest@media-example.com",
+            "Weekly digest: top stories",
+            "View this email in your browser. In this issue: five top stories of the week. \
+             You are receiving this email because you subscribed. Unsubscribe.",
+        ),
+        Verdict::Newsletter,
+    );
+    assert_class(
+        &email(
+            "opt@supplier-example.ru",
+            "Обновлённый прайс-лист",
+            "Направляем вам обновлённый прайс-лист на май. Новые цены с 1 мая. \
+             Если письмо отображается некорректно, откройте веб-версию. Отписаться: ссылка.",
+        ),
+        Verdict::Newsletter,
+    );
+}
+
+#[test]
+fn job_applications_wrong_numbers_and_personal_messages_are_non_target() {
+    let mut cv = email(
+        "candidate@mail-example.ru",
+        "Резюме на вакансию менеджера",
+        "Добрый день! Направляю своё резюме на вакансию менеджера по продажам. Прошу рассмотреть мою кандидатуру.",
+    );
+    cv.attachments.push(Attachment {
+        name: Some("Резюме_Иванова.pdf".into()),
+        mime_type: "application/pdf".into(),
+        size: 80_000,
+    });
+    assert_class(&cv, Verdict::NonTarget);
+    assert_class(
+        &email(
+            "john@mail-example.com",
+            "Application for the Sales Manager position",
+            "Dear hiring manager, please find attached my CV and a cover letter for the position of sales manager.",
+        ),
+        Verdict::NonTarget,
+    );
+    assert_class(&messenger("Извините, ошиблась номером"), Verdict::NonTarget);
+    assert_class(&messenger("Sorry, wrong number"), Verdict::NonTarget);
+    assert_class(&messenger("Мам, купи хлеба, буду поздно. Целую"), Verdict::NonTarget);
+    // An accounting question about a wrong account number is not a wrong number.
+    assert_ne!(
+        classify(&email("buh@client-example.ru", "Счёт", "Вы ошиблись номером счёта в платёжке, поправьте")).verdict,
+        Verdict::NonTarget
+    );
+}
