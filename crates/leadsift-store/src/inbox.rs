@@ -5,6 +5,7 @@
 //! claimable again when the lease runs out. Publishing skips messages that
 //! are already queued or already stored, so re-importing adds nothing.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,9 @@ use leadsift_core::{Delivery, DeliveryId, Message, Nacked, Published, Quarantine
 use sqlx::Row;
 
 use crate::{Backend, SqlStore, millis};
+
+/// Messages per multi-row insert (4 parameters each; far below both backends' limits).
+const PUBLISH_CHUNK: usize = 200;
 
 /// Tuning of the built-in queue.
 #[derive(Debug, Clone)]
@@ -43,27 +47,33 @@ fn store_unavailable(operation: &'static str) -> impl FnOnce(StoreError) -> Queu
 impl Queue for SqlStore {
     async fn publish(&self, messages: &[Message]) -> Result<Vec<Published>, QueueError> {
         let now = millis(Utc::now());
-        let mut tx = self.pool.begin().await.map_err(unavailable("publishing"))?;
-        let mut out = Vec::with_capacity(messages.len());
-        for message in messages {
-            let payload = serde_json::to_string(message)
-                .map_err(|e| QueueError::Payload { operation: "encoding a message", source: e.into() })?;
-            let result = sqlx::query(
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("publishing"))?;
+        let mut inserted = HashSet::new();
+        // Multi-row inserts: one statement per chunk instead of one per message.
+        for chunk in messages.chunks(PUBLISH_CHUNK) {
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", self.backend.placeholders(4 * i + 1, 4))).collect();
+            let sql = format!(
                 "INSERT INTO inbox (dedup_key, channel, payload, enqueued_at) \
-                 SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1) \
-                 ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(message.dedup_key.as_str())
-            .bind(message.channel.as_str())
-            .bind(payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable("publishing"))?;
-            out.push(if result.rows_affected() == 1 { Published::New } else { Published::Duplicate });
+                 SELECT v.column1, v.column2, v.column3, v.column4 FROM (VALUES {}) AS v \
+                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.dedup_key = v.column1) \
+                 ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for message in chunk {
+                let payload = serde_json::to_string(message)
+                    .map_err(|e| QueueError::Payload { operation: "encoding a message", source: e.into() })?;
+                query = query.bind(message.dedup_key.as_str()).bind(message.channel.as_str()).bind(payload).bind(now);
+            }
+            inserted.extend(query.fetch_all(&mut *tx).await.map_err(unavailable("publishing"))?);
         }
         tx.commit().await.map_err(unavailable("committing a publish"))?;
-        Ok(out)
+        // The first occurrence of an inserted key is new; everything else was there already.
+        Ok(messages
+            .iter()
+            .map(|m| if inserted.remove(m.dedup_key.as_str()) { Published::New } else { Published::Duplicate })
+            .collect())
     }
 
     async fn receive(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
@@ -81,13 +91,15 @@ impl Queue for SqlStore {
                  RETURNING id, payload, attempts, dedup_key"
             }
         };
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("claiming inbox rows"))?;
         let claimed = sqlx::query(sql)
             .bind(lease_until)
             .bind(millis(now))
             .bind(max as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(unavailable("claiming inbox rows"))?;
+        tx.commit().await.map_err(unavailable("claiming inbox rows"))?;
         let mut deliveries = Vec::with_capacity(claimed.len());
         for row in claimed {
             let id: i64 = row.try_get("id").map_err(unavailable("reading a claimed row"))?;
@@ -115,13 +127,14 @@ impl Queue for SqlStore {
 
     async fn ack(&self, ids: &[DeliveryId]) -> Result<(), QueueError> {
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("DELETE FROM inbox WHERE id IN ({})", placeholders.join(", "));
+            let sql = format!("DELETE FROM inbox WHERE id IN ({})", self.backend.placeholders(1, chunk.len()));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(id.offset);
             }
-            query.execute(&self.pool).await.map_err(unavailable("acking inbox rows"))?;
+            let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("acking inbox rows"))?;
+            query.execute(&mut *tx).await.map_err(unavailable("acking inbox rows"))?;
+            tx.commit().await.map_err(unavailable("acking inbox rows"))?;
         }
         Ok(())
     }
@@ -167,7 +180,7 @@ impl Queue for SqlStore {
 impl SqlStore {
     /// Moves an inbox row to quarantine in one transaction.
     async fn dead_letter(&self, inbox_id: i64, payload: &str, error: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(crate::query_error("dead-lettering"))?;
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(crate::query_error("dead-lettering"))?;
         let record = Quarantined {
             origin: format!("inbox:{inbox_id}"),
             channel: serde_json::from_str::<Message>(payload).ok().map(|m| m.channel),

@@ -142,7 +142,7 @@ impl SqlStore {
             (LeadStage::Junk, reason) => reason,
             (_, _) => None,
         };
-        let mut tx = self.pool.begin().await.map_err(query_error("moving a lead"))?;
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(query_error("moving a lead"))?;
         let current: Option<String> = sqlx::query_scalar("SELECT stage FROM leads WHERE id = $1")
             .bind(request.lead_id)
             .fetch_optional(&mut *tx)

@@ -139,7 +139,7 @@ impl SqlStore {
         at: DateTime<Utc>,
     ) -> Result<ListEntry, StoreError> {
         let at_ms = millis(at);
-        let mut tx = self.pool.begin().await.map_err(query_error("adding a list entry"))?;
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(query_error("adding a list entry"))?;
         // An expired entry no longer counts: retire it so the new one can take its place.
         let expired: Vec<i64> = sqlx::query_scalar(
             "UPDATE list_entries SET removed_at = $1, removed_by = 'expiry', removed_reason = 'expired' \
@@ -199,7 +199,7 @@ impl SqlStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let at_ms = millis(at);
-        let mut tx = self.pool.begin().await.map_err(query_error("removing a list entry"))?;
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(query_error("removing a list entry"))?;
         let removed: Vec<i64> = sqlx::query_scalar(
             "UPDATE list_entries SET removed_at = $1, removed_by = $2, removed_reason = $3 \
              WHERE list = $4 AND kind = $5 AND value = $6 AND removed_at IS NULL RETURNING id",
