@@ -1,0 +1,284 @@
+//! The settings tree: one optional TOML file plus `LEADSIFT__SECTION__KEY`
+//! environment overrides (and `LEADSIFT_DB` / `--db` for the database URL).
+//! Every field has a default, so the binary runs with no file at all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use leadsift_core::{LeadStage, RoutingPolicy};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub queue: QueueSettings,
+    #[serde(default)]
+    pub triage: TriageSettings,
+    #[serde(default)]
+    pub rules: RulesSettings,
+    #[serde(default)]
+    pub intake: IntakeSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Display names of the lead stages (Russian by default), keyed by stage id.
+    #[serde(default)]
+    pub stages: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (embedded default) or `postgres://USER@HOST:PORT/DB`.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// Connection pool size (SQLite uses at most 4).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Seconds a claimed message stays invisible to other workers.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// Deliveries after which a failing message goes to quarantine.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Seconds before a failed delivery is retried.
+    #[serde(default = "default_retry_delay_secs")]
+    pub retry_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageSettings {
+    /// Messages per store transaction.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Concurrent triage workers in this process.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Milliseconds an idle worker waits before polling again.
+    #[serde(default = "default_idle_poll_ms")]
+    pub idle_poll_ms: u64,
+    /// Verdicts below this confidence become `contact_client` leads flagged for review.
+    #[serde(default = "default_review_below")]
+    pub review_below: f64,
+    /// Spam verdicts at or above this confidence blacklist the sender's address/phone/handle.
+    #[serde(default = "default_auto_blacklist_min")]
+    pub auto_blacklist_min: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSettings {
+    /// Rules file; when it does not exist the built-in default rules are used.
+    #[serde(default = "default_rules_path")]
+    pub path: PathBuf,
+    /// Milliseconds between checks of the rules file for changes.
+    #[serde(default = "default_rules_poll_ms")]
+    pub poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Folder watched for new `.eml`/`.json`/mbox files; empty string disables it.
+    #[serde(default = "default_drop_folder")]
+    pub drop_folder: PathBuf,
+    /// ISO 3166 region for national phone numbers (`8 916 …` in RU).
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// Largest single input accepted, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Message text kept (and classified) at most, in bytes.
+    #[serde(default = "default_max_text_bytes")]
+    pub max_text_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of the HTTP server (`/healthz`, `/metrics`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_database_url() -> String {
+    "sqlite://leadsift.db".into()
+}
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_lease_secs() -> u64 {
+    15
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_delay_secs() -> u64 {
+    5
+}
+fn default_batch_size() -> usize {
+    256
+}
+fn default_workers() -> usize {
+    1
+}
+fn default_idle_poll_ms() -> u64 {
+    250
+}
+fn default_review_below() -> f64 {
+    RoutingPolicy::default().review_below
+}
+fn default_auto_blacklist_min() -> f64 {
+    RoutingPolicy::default().auto_blacklist_min
+}
+fn default_rules_path() -> PathBuf {
+    PathBuf::from("rules/default.toml")
+}
+fn default_rules_poll_ms() -> u64 {
+    1000
+}
+fn default_drop_folder() -> PathBuf {
+    PathBuf::from("inbox")
+}
+fn default_region() -> String {
+    "RU".into()
+}
+fn default_max_message_bytes() -> usize {
+    25 * 1024 * 1024
+}
+fn default_max_text_bytes() -> usize {
+    256 * 1024
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+macro_rules! default_from_serde {
+    ($($ty:ident),*) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+            }
+        }
+    )*};
+}
+default_from_serde!(DatabaseSettings, QueueSettings, TriageSettings, RulesSettings, IntakeSettings, HttpSettings);
+
+impl Settings {
+    /// Loads `file` (required if given), then `LEADSIFT__…` overrides, then
+    /// `LEADSIFT_DB`, then `--db`.
+    pub fn load(file: Option<&Path>, db_override: Option<&str>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("LEADSIFT").prefix_separator("__").separator("__").try_parsing(true),
+        );
+        let mut settings: Settings =
+            builder.build().and_then(config::Config::try_deserialize).with_context(|| match file {
+                Some(file) => format!("invalid configuration in {} or LEADSIFT__* variables", file.display()),
+                None => "invalid configuration in LEADSIFT__* variables".to_owned(),
+            })?;
+        if let Ok(url) = std::env::var("LEADSIFT_DB")
+            && !url.is_empty()
+        {
+            settings.database.url = url;
+        }
+        if let Some(url) = db_override {
+            settings.database.url = url.to_owned();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for key in self.stages.keys() {
+            key.parse::<LeadStage>().map_err(anyhow::Error::msg).context("in [stages]")?;
+        }
+        for (name, value) in
+            [("review_below", self.triage.review_below), ("auto_blacklist_min", self.triage.auto_blacklist_min)]
+        {
+            anyhow::ensure!((0.0..=1.0).contains(&value), "triage.{name} must be between 0 and 1, got {value}");
+        }
+        anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
+        anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
+        Ok(())
+    }
+
+    pub fn routing(&self) -> RoutingPolicy {
+        RoutingPolicy { review_below: self.triage.review_below, auto_blacklist_min: self.triage.auto_blacklist_min }
+    }
+
+    pub fn stage_name(&self, stage: LeadStage) -> String {
+        self.stages.get(stage.as_str()).cloned().unwrap_or_else(|| stage.default_display_name().to_owned())
+    }
+
+    pub fn parse_options(&self) -> leadsift_formats::ParseOptions {
+        leadsift_formats::ParseOptions {
+            default_region: self.intake.default_region.clone(),
+            max_raw_bytes: self.intake.max_message_bytes,
+            max_text_bytes: self.intake.max_text_bytes,
+            ..leadsift_formats::ParseOptions::default()
+        }
+    }
+
+    /// The rules file if it exists; `None` means the built-in rules.
+    pub fn rules_file(&self) -> Option<PathBuf> {
+        self.rules.path.exists().then(|| self.rules.path.clone())
+    }
+
+    pub fn store_settings(&self) -> leadsift_store::StoreSettings {
+        let mut store = leadsift_store::StoreSettings::new(self.database.url.clone());
+        store.max_connections = self.database.max_connections;
+        store.inbox = leadsift_store::InboxSettings {
+            lease: std::time::Duration::from_secs(self.queue.lease_secs),
+            max_attempts: self.queue.max_attempts,
+            retry_delay: std::time::Duration::from_secs(self.queue.retry_delay_secs),
+        };
+        store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let settings: Settings = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(settings.database.url, "sqlite://leadsift.db");
+        assert_eq!(settings.http.listen, "127.0.0.1:8080");
+        assert_eq!(settings.stage_name(LeadStage::ContactClient), "Связаться с клиентом");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(&file, "[database]\nurl = \"sqlite://x.db\"\nulr = 1\n").unwrap();
+        let error = format!("{:#}", Settings::load(Some(&file), None).unwrap_err());
+        assert!(error.contains("ulr"), "{error}");
+    }
+
+    #[test]
+    fn file_and_override_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(&file, "[triage]\nbatch_size = 7\n[stages]\noffer = \"КП\"\n").unwrap();
+        let settings = Settings::load(Some(&file), Some("postgres://h/db")).unwrap();
+        assert_eq!(settings.triage.batch_size, 7);
+        assert_eq!(settings.database.url, "postgres://h/db");
+        assert_eq!(settings.stage_name(LeadStage::Offer), "КП");
+    }
+}

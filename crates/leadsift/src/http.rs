@@ -1,0 +1,60 @@
+//! The HTTP server of `leadsift run`: `/healthz` and Prometheus `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use leadsift_core::Queue;
+use leadsift_pipeline::{Metrics, RulesHandle};
+use leadsift_store::SqlStore;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub store: SqlStore,
+    pub metrics: Metrics,
+    pub rules: Arc<RulesHandle>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    match state.store.depth().await {
+        Ok(depth) => {
+            state.metrics.queue_depth.set(depth as i64);
+            let body = json!({
+                "status": "ok",
+                "queue_depth": depth,
+                "rules": state.rules.current().rules().count(),
+            });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Err(error) => {
+            let body = json!({ "status": "unavailable", "error": error.to_string() });
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    if let Ok(depth) = state.store.depth().await {
+        state.metrics.queue_depth.set(depth as i64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+    Ok(())
+}

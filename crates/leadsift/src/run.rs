@@ -1,0 +1,109 @@
+//! `leadsift run`: the daemon. Every component gets the same shutdown
+//! token; the first one to fail stops the rest.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use leadsift_pipeline::dropfolder::DropFolder;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::http::{self, HttpState};
+
+pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    let app = App::build(&settings).await?;
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(&settings.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP server listening (/healthz, /metrics)");
+
+    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    for _ in 0..settings.triage.workers {
+        let worker = app.triage.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            worker.run(token).await?;
+            Ok("triage")
+        });
+    }
+    let rules = app.rules.clone();
+    let token = shutdown.clone();
+    let poll = Duration::from_millis(settings.rules.poll_ms);
+    tasks.spawn(async move {
+        rules.watch(poll, token).await;
+        Ok("rules watcher")
+    });
+    if !settings.intake.drop_folder.as_os_str().is_empty() {
+        let folder = DropFolder::new(settings.intake.drop_folder.clone());
+        let intake = app.intake.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            folder.run(intake, token).await?;
+            Ok("drop folder")
+        });
+    }
+    let state = HttpState { store: app.store.clone(), metrics: app.metrics.clone(), rules: app.rules.clone() };
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        http::serve(listener, state, token).await?;
+        Ok("http")
+    });
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut failure = None;
+    tokio::select! {
+        () = &mut signal => tracing::info!("shutdown requested"),
+        Some(done) = tasks.join_next() => {
+            match done {
+                Ok(Ok(name)) => tracing::warn!(component = name, "component stopped"),
+                Ok(Err(error)) => { tracing::error!(error = %format!("{error:#}"), "component failed"); failure = Some(error) }
+                Err(join_error) => failure = Some(anyhow::anyhow!("component panicked: {join_error}")),
+            }
+        }
+    }
+    shutdown.cancel();
+    // Workers finish the batch in hand; give them a deadline.
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(error)) = done {
+                tracing::error!(error = %format!("{error:#}"), "component failed while stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("components did not stop within 20 s; exiting anyway (unacked messages will be redelivered)");
+    }
+    app.store.close().await;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
