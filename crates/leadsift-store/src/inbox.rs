@@ -5,7 +5,7 @@
 //! claimable again when the lease runs out. Publishing skips messages that
 //! are already queued or already stored, so re-importing adds nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use crate::{Backend, SqlStore, millis};
 
-/// Messages per multi-row insert (4 parameters each; far below both backends' limits).
+/// Messages per multi-row insert (3 parameters each; far below both backends' limits).
 const PUBLISH_CHUNK: usize = 200;
 
 /// Tuning of the built-in queue.
@@ -49,24 +49,42 @@ impl Queue for SqlStore {
         let now = millis(Utc::now());
         let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("publishing"))?;
         let mut inserted = HashSet::new();
-        // Multi-row inserts: one statement per chunk instead of one per message.
+        // Multi-row inserts: two statements per chunk instead of two per message.
         for chunk in messages.chunks(PUBLISH_CHUNK) {
             let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", self.backend.placeholders(4 * i + 1, 4))).collect();
+                (0..chunk.len()).map(|i| format!("({})", self.backend.placeholders(3 * i + 1, 3))).collect();
             let sql = format!(
-                "INSERT INTO inbox (dedup_key, channel, payload, enqueued_at) \
-                 SELECT v.column1, v.column2, v.column3, v.column4 FROM (VALUES {}) AS v \
+                "INSERT INTO inbox (dedup_key, channel, enqueued_at) \
+                 SELECT v.column1, v.column2, v.column3 FROM (VALUES {}) AS v \
                  WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.dedup_key = v.column1) \
-                 ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
+                 ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key",
                 rows.join(", ")
             );
-            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for message in chunk {
-                let payload = serde_json::to_string(message)
-                    .map_err(|e| QueueError::Payload { operation: "encoding a message", source: e.into() })?;
-                query = query.bind(message.dedup_key.as_str()).bind(message.channel.as_str()).bind(payload).bind(now);
+                query = query.bind(message.dedup_key.as_str()).bind(message.channel.as_str()).bind(now);
             }
-            inserted.extend(query.fetch_all(&mut *tx).await.map_err(unavailable("publishing"))?);
+            let mut new_ids: HashMap<String, i64> = HashMap::new();
+            for row in query.fetch_all(&mut *tx).await.map_err(unavailable("publishing"))? {
+                let id: i64 = row.try_get("id").map_err(unavailable("publishing"))?;
+                let key: String = row.try_get("dedup_key").map_err(unavailable("publishing"))?;
+                new_ids.insert(key, id);
+            }
+            let fresh: Vec<(i64, &Message)> =
+                chunk.iter().filter_map(|m| new_ids.remove(m.dedup_key.as_str()).map(|id| (id, m))).collect();
+            if !fresh.is_empty() {
+                let rows: Vec<String> =
+                    (0..fresh.len()).map(|i| format!("({})", self.backend.placeholders(2 * i + 1, 2))).collect();
+                let sql = format!("INSERT INTO inbox_payloads (inbox_id, payload) VALUES {}", rows.join(", "));
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (id, message) in &fresh {
+                    let payload = serde_json::to_string(message)
+                        .map_err(|e| QueueError::Payload { operation: "encoding a message", source: e.into() })?;
+                    query = query.bind(*id).bind(payload);
+                }
+                query.execute(&mut *tx).await.map_err(unavailable("publishing"))?;
+                inserted.extend(fresh.iter().map(|(_, m)| m.dedup_key.as_str().to_owned()));
+            }
         }
         tx.commit().await.map_err(unavailable("committing a publish"))?;
         // The first occurrence of an inserted key is new; everything else was there already.
@@ -82,16 +100,15 @@ impl Queue for SqlStore {
         let sql = match self.backend {
             Backend::Sqlite => {
                 "UPDATE inbox SET lease_until = $1, attempts = attempts + 1 WHERE id IN \
-                 (SELECT id FROM inbox WHERE lease_until <= $2 ORDER BY id LIMIT $3) \
-                 RETURNING id, payload, attempts, dedup_key"
+                 (SELECT id FROM inbox WHERE lease_until <= $2 ORDER BY id LIMIT $3) RETURNING id, attempts"
             }
             Backend::Postgres => {
                 "UPDATE inbox SET lease_until = $1, attempts = attempts + 1 WHERE id IN \
                  (SELECT id FROM inbox WHERE lease_until <= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, payload, attempts, dedup_key"
+                 RETURNING id, attempts"
             }
         };
-        let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("claiming inbox rows"))?;
+        let (mut tx, write_gate) = self.begin_write().await.map_err(unavailable("claiming inbox rows"))?;
         let claimed = sqlx::query(sql)
             .bind(lease_until)
             .bind(millis(now))
@@ -100,16 +117,34 @@ impl Queue for SqlStore {
             .await
             .map_err(unavailable("claiming inbox rows"))?;
         tx.commit().await.map_err(unavailable("claiming inbox rows"))?;
-        let mut deliveries = Vec::with_capacity(claimed.len());
-        for row in claimed {
+        drop(write_gate);
+        let mut attempts: HashMap<i64, i64> = HashMap::with_capacity(claimed.len());
+        for row in &claimed {
             let id: i64 = row.try_get("id").map_err(unavailable("reading a claimed row"))?;
+            attempts.insert(id, row.try_get("attempts").map_err(unavailable("reading a claimed row"))?);
+        }
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = attempts.keys().copied().collect();
+        let sql = format!(
+            "SELECT inbox_id, payload FROM inbox_payloads WHERE inbox_id IN ({})",
+            self.backend.placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable("reading claimed payloads"))?;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("inbox_id").map_err(unavailable("reading a claimed row"))?;
             let payload: String = row.try_get("payload").map_err(unavailable("reading a claimed row"))?;
-            let attempts: i64 = row.try_get("attempts").map_err(unavailable("reading a claimed row"))?;
             match serde_json::from_str::<Message>(&payload) {
                 Ok(message) => deliveries.push(Delivery {
                     id: DeliveryId { partition: 0, offset: id },
                     message,
-                    attempt: attempts.max(1) as u32,
+                    attempt: attempts.get(&id).copied().unwrap_or(1).max(1) as u32,
                 }),
                 Err(e) => {
                     // A row that cannot be decoded never will be: keep it in
@@ -127,24 +162,28 @@ impl Queue for SqlStore {
 
     async fn ack(&self, ids: &[DeliveryId]) -> Result<(), QueueError> {
         for chunk in ids.chunks(500) {
-            let sql = format!("DELETE FROM inbox WHERE id IN ({})", self.backend.placeholders(1, chunk.len()));
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id.offset);
-            }
             let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("acking inbox rows"))?;
-            query.execute(&mut *tx).await.map_err(unavailable("acking inbox rows"))?;
+            for table_sql in ["DELETE FROM inbox_payloads WHERE inbox_id IN", "DELETE FROM inbox WHERE id IN"] {
+                let sql = format!("{table_sql} ({})", self.backend.placeholders(1, chunk.len()));
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id.offset);
+                }
+                query.execute(&mut *tx).await.map_err(unavailable("acking inbox rows"))?;
+            }
             tx.commit().await.map_err(unavailable("acking inbox rows"))?;
         }
         Ok(())
     }
 
     async fn nack(&self, id: DeliveryId, error: &str) -> Result<Nacked, QueueError> {
-        let row = sqlx::query("SELECT attempts, payload FROM inbox WHERE id = $1")
-            .bind(id.offset)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable("reading a failed row"))?;
+        let row = sqlx::query(
+            "SELECT i.attempts, p.payload FROM inbox i JOIN inbox_payloads p ON p.inbox_id = i.id WHERE i.id = $1",
+        )
+        .bind(id.offset)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("reading a failed row"))?;
         let Some(row) = row else {
             // Already acked (a redelivery raced us): nothing to retry.
             return Ok(Nacked::WillRetry);
@@ -158,13 +197,15 @@ impl Queue for SqlStore {
             return Ok(Nacked::DeadLettered);
         }
         let retry_at = millis(Utc::now()) + self.inbox.retry_delay.as_millis() as i64;
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(unavailable("scheduling a retry"))?;
         sqlx::query("UPDATE inbox SET lease_until = $1, last_error = $2 WHERE id = $3")
             .bind(retry_at)
             .bind(error)
             .bind(id.offset)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable("scheduling a retry"))?;
+        tx.commit().await.map_err(unavailable("scheduling a retry"))?;
         Ok(Nacked::WillRetry)
     }
 
@@ -189,11 +230,9 @@ impl SqlStore {
             at: Utc::now(),
         };
         crate::triage::insert_quarantine(&mut tx, &record).await?;
-        sqlx::query("DELETE FROM inbox WHERE id = $1")
-            .bind(inbox_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(crate::query_error("dead-lettering"))?;
+        for sql in ["DELETE FROM inbox_payloads WHERE inbox_id = $1", "DELETE FROM inbox WHERE id = $1"] {
+            sqlx::query(sql).bind(inbox_id).execute(&mut *tx).await.map_err(crate::query_error("dead-lettering"))?;
+        }
         tx.commit().await.map_err(crate::query_error("dead-lettering"))?;
         Ok(())
     }

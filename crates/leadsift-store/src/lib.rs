@@ -141,8 +141,7 @@ impl SqlStore {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; \
-                             PRAGMA wal_autocheckpoint = 16384; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+                             PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
                     }

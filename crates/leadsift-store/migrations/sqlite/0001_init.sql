@@ -1,17 +1,23 @@
 -- leadsift schema v1 (SQLite). Times are Unix milliseconds (UTC); flags are 0/1.
 -- Keep in step with migrations/postgres/0001_init.sql: same tables, same columns.
 
+-- The built-in queue. Lease bookkeeping lives in narrow rows of its own:
+-- claiming a message then rewrites a few bytes, not the whole payload.
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     dedup_key   TEXT    NOT NULL UNIQUE,
     channel     TEXT    NOT NULL,
-    payload     TEXT    NOT NULL,
     enqueued_at INTEGER NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
     lease_until INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT
 );
 CREATE INDEX inbox_claimable ON inbox (lease_until, id);
+
+CREATE TABLE inbox_payloads (
+    inbox_id INTEGER PRIMARY KEY REFERENCES inbox (id) ON DELETE CASCADE,
+    payload  TEXT    NOT NULL
+);
 
 CREATE TABLE contacts (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
