@@ -263,10 +263,26 @@ impl PhraseMatcher {
         // Longest first, so a leftmost-first search reports the longest key
         // at each position; the shorter keys there are its prefixes.
         keys.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+        // Prefix relations between keys, by hashing instead of comparing all
+        // pairs: a default rules file has about a thousand keys, and the
+        // pairwise scan dominated rules load time.
+        let key_set: HashMap<&str, usize> = keys.iter().map(|&(key, id)| (key, id)).collect();
+        let all_prefixes: std::collections::HashSet<&str> = keys
+            .iter()
+            .flat_map(|&(key, _)| key.char_indices().skip(1).map(move |(i, _)| &key[..i]).chain(std::iter::once(key)))
+            .collect();
         let mut prefix_keys = vec![Vec::new(); keys.len()];
         for &(key, id) in &keys {
-            prefix_keys[id] =
-                keys.iter().filter(|(other, _)| key.starts_with(other)).map(|&(_, other)| other).collect();
+            // Longest first, as the pairwise scan over `keys` produced them.
+            let mut found: Vec<(&str, usize)> = key
+                .char_indices()
+                .skip(1)
+                .map(|(i, _)| &key[..i])
+                .chain(std::iter::once(key))
+                .filter_map(|prefix| key_set.get(prefix).map(|&other| (prefix, other)))
+                .collect();
+            found.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+            prefix_keys[id] = found.into_iter().map(|(_, other)| other).collect();
         }
         let resume_offset = key_phrases
             .iter()
@@ -274,7 +290,13 @@ impl PhraseMatcher {
                 let key = phrases[0].0.key.as_str();
                 key.char_indices().skip(1).map(|(offset, _)| offset).find(|&offset| {
                     let tail = &key[offset..];
-                    keys.iter().any(|(other, _)| other.starts_with(tail) || tail.starts_with(other))
+                    all_prefixes.contains(tail)
+                        || tail
+                            .char_indices()
+                            .skip(1)
+                            .map(|(i, _)| &tail[..i])
+                            .chain(std::iter::once(tail))
+                            .any(|prefix| key_set.contains_key(prefix))
                 })
             })
             .collect();
