@@ -43,8 +43,12 @@ pub fn load_rules(settings: &Settings, metrics: Metrics) -> anyhow::Result<Arc<R
 impl App {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
-        let rules = load_rules(settings, metrics.clone())?;
+        // Compiling the rules is CPU work; do it while the store connects and migrates.
+        let rules_settings = settings.clone();
+        let rules_metrics = metrics.clone();
+        let rules = tokio::task::spawn_blocking(move || load_rules(&rules_settings, rules_metrics));
         let store = connect_store(settings).await?;
+        let rules = rules.await.context("rules loader failed")??;
         let wake = Arc::new(Notify::new());
         let queue: Arc<dyn Queue> = Arc::new(store.clone());
         let lead_store: Arc<dyn LeadStore> = Arc::new(store.clone());

@@ -129,7 +129,7 @@ fn default_batch_size() -> usize {
     256
 }
 fn default_workers() -> usize {
-    1
+    2
 }
 fn default_idle_poll_ms() -> u64 {
     250

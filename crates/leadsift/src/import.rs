@@ -41,22 +41,27 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
 
     // Triage runs alongside intake so the queue never holds the whole import.
     let intake_done = Arc::new(AtomicBool::new(false));
-    let triage = app.triage.clone();
-    let triage_done = Arc::clone(&intake_done);
-    let triage_task = tokio::spawn(async move {
-        let mut total = TriageReport::default();
-        loop {
-            let report = triage.process_batch().await?;
-            let idle = report.stored + report.duplicate + report.failed == 0;
-            total.add(&report);
-            if idle {
-                if triage_done.load(Ordering::Acquire) {
-                    return Ok::<_, leadsift_pipeline::PipelineError>(total);
+    let mut triage_tasks = Vec::new();
+    // Several workers pipeline classification with the store writes of
+    // another batch; the store serialises the writes themselves.
+    for _ in 0..settings.triage.workers {
+        let triage = app.triage.clone();
+        let triage_done = Arc::clone(&intake_done);
+        triage_tasks.push(tokio::spawn(async move {
+            let mut total = TriageReport::default();
+            loop {
+                let report = triage.process_batch().await?;
+                let idle = report.stored + report.duplicate + report.failed == 0;
+                total.add(&report);
+                if idle {
+                    if triage_done.load(Ordering::Acquire) {
+                        return Ok::<_, leadsift_pipeline::PipelineError>(total);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
-        }
-    });
+        }));
+    }
 
     let (stdin_requested, paths): (Vec<PathBuf>, Vec<PathBuf>) =
         args.paths.into_iter().partition(|p| p.as_os_str() == "-");
@@ -74,7 +79,10 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
     merge_intake(&mut intake, from_paths);
     intake_done.store(true, Ordering::Release);
 
-    let mut triaged = triage_task.await??;
+    let mut triaged = TriageReport::default();
+    for task in triage_tasks {
+        triaged.add(&task.await??);
+    }
     let bar = progress.clone();
     let rest = app.triage.drain(move |t| bar.set_message(format!("triaged {}", t.stored + t.duplicate))).await?;
     triaged.add(&rest);
