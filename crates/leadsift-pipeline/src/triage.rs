@@ -307,3 +307,73 @@ pub fn classify_batch(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadsift_core::{Channel, DedupKey, EmailAddress, Evidence, Message, Reason, ReasonOrigin, ScoringPolicy};
+
+    /// Spam when the subject says so; panics on a poisoned subject.
+    struct SubjectClassifier;
+
+    impl Classifier for SubjectClassifier {
+        fn classify(&self, message: &Message, standing: &SenderStanding) -> leadsift_core::Classification {
+            let subject = message.subject.as_deref().unwrap_or_default();
+            assert!(subject != "poison", "classifier bug triggered by this message");
+            let mut evidence = Evidence::default();
+            if subject == "spam" {
+                let reason = Reason {
+                    rule: "TEST_SPAM".into(),
+                    description: "test".into(),
+                    origin: ReasonOrigin::Rule,
+                    class: None,
+                    score: 0.0,
+                    decisive: false,
+                };
+                evidence.decide(reason, Verdict::Spam, 1.0);
+            }
+            ScoringPolicy::default().decide(evidence, standing)
+        }
+    }
+
+    fn delivery(offset: i64, from: &str, subject: &str) -> Delivery {
+        let mut message =
+            Message::new(Channel::Email, DedupKey::from_upstream_id(Channel::Email, &offset.to_string()), Utc::now());
+        message.sender.email = Some(EmailAddress::parse(from).unwrap());
+        message.subject = Some(subject.into());
+        Delivery { id: DeliveryId { partition: 0, offset }, message, attempt: 1 }
+    }
+
+    #[test]
+    fn a_sender_blacklisted_earlier_in_the_batch_is_blacklisted_for_the_rest() {
+        let deliveries = vec![
+            delivery(1, "spammer@spam.example", "spam"),
+            delivery(2, "spammer@spam.example", "hello"),
+            delivery(3, "client@firm.example", "hello"),
+        ];
+        let out = classify_batch(
+            &SubjectClassifier,
+            RoutingPolicy::default(),
+            deliveries,
+            vec![SenderStanding::default(); 3],
+        );
+        let verdicts: Vec<Verdict> = out.iter().map(|(_, r)| r.as_ref().unwrap().classification.verdict).collect();
+        assert_eq!(verdicts, vec![Verdict::Spam, Verdict::Spam, Verdict::Inquiry]);
+        let second = out[1].1.as_ref().unwrap();
+        assert!(second.classification.reasons[0].description.starts_with("blacklisted: email:spammer@spam.example"));
+    }
+
+    #[test]
+    fn a_panicking_message_fails_alone() {
+        let deliveries = vec![delivery(1, "a@firm.example", "poison"), delivery(2, "b@firm.example", "hello")];
+        let out = classify_batch(
+            &SubjectClassifier,
+            RoutingPolicy::default(),
+            deliveries,
+            vec![SenderStanding::default(); 2],
+        );
+        assert!(out[0].1.as_ref().unwrap_err().contains("classifier panicked"));
+        assert_eq!(out[1].1.as_ref().unwrap().classification.verdict, Verdict::Inquiry);
+        assert_eq!(out[1].0.offset, 2);
+    }
+}
