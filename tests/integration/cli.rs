@@ -22,7 +22,7 @@ fn classify_json_reports_verdicts_and_errors_per_file() {
     let output = run(&["classify", "--json", dir.to_str().unwrap()]);
     assert!(!output.status.success(), "malformed inputs make the exit code non-zero");
     let lines = stdout_lines(&output);
-    assert_eq!(lines.len(), 6, "one line per input file");
+    assert_eq!(lines.len(), 7, "one line per input file");
     let by_file = |name: &str| {
         lines
             .iter()
@@ -35,6 +35,7 @@ fn classify_json_reports_verdicts_and_errors_per_file() {
         ("newsletter-en.eml", "newsletter"),
         ("missed-call.json", "inquiry"),
         ("telegram-spam.json", "spam"),
+        ("telegram-spam-again.json", "spam"),
     ] {
         let line = by_file(file);
         assert_eq!(line["verdict"], verdict, "{file}: {line}");
@@ -102,9 +103,9 @@ async fn import_then_manage_leads_and_lists_from_the_cli() {
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         (summary["read"].as_u64(), summary["new"].as_u64(), summary["failed"].as_u64()),
-        (Some(6), Some(4), Some(2))
+        (Some(7), Some(5), Some(2))
     );
-    assert_eq!(summary["by_verdict"]["spam"], 1);
+    assert_eq!(summary["by_verdict"]["spam"], 2);
     assert_eq!(summary["by_verdict"]["newsletter"], 1);
     assert_eq!(summary["by_verdict"]["inquiry"], 2);
     assert!(!output.status.success(), "failed inputs make the exit code non-zero");
@@ -113,7 +114,7 @@ async fn import_then_manage_leads_and_lists_from_the_cli() {
     let quarantine = stdout_lines(&run(&["--db", &db.url, "quarantine", "list", "--json"]));
     assert_eq!(quarantine.len(), 2);
 
-    // The spam sender was blacklisted automatically.
+    // The sender of two spam messages (and nothing else) was blacklisted automatically.
     let blacklist = stdout_lines(&run(&["--db", &db.url, "blacklist", "list", "--json"]));
     assert_eq!(blacklist.len(), 1);
     assert_eq!(blacklist[0]["target"]["value"], "telegram:58112093");
@@ -151,5 +152,5 @@ async fn import_then_manage_leads_and_lists_from_the_cli() {
     let again: Value =
         serde_json::from_slice(&run(&["--db", &db.url, "import", "--json", fixtures.to_str().unwrap()]).stdout)
             .unwrap();
-    assert_eq!((again["new"].as_u64(), again["duplicate"].as_u64()), (Some(0), Some(4)));
+    assert_eq!((again["new"].as_u64(), again["duplicate"].as_u64()), (Some(0), Some(5)));
 }

@@ -39,6 +39,7 @@ conformance!(
     inquiry_creates_contact_and_lead_with_history,
     repeat_inquiry_attaches_to_open_lead_and_later_one_is_returning,
     spam_junks_and_blacklists_identities_not_domains,
+    senders_with_legitimate_history_are_not_blacklisted,
     newsletter_and_bank_statement_are_stored_without_lead,
     review_route_keeps_unsure_messages_as_leads,
     stage_moves_are_recorded_and_junk_needs_a_reason,
@@ -198,12 +199,17 @@ async fn repeat_inquiry_attaches_to_open_lead_and_later_one_is_returning(db: &Te
 
 async fn spam_junks_and_blacklists_identities_not_domains(db: &TestDb) {
     let store = &db.store;
+    // One spam message junks the lead but does not blacklist: it takes two.
     let write =
         triage_one(store, classified(email_message("s1@x", "promo@gmail.com", "SEO"), Verdict::Spam, 0.99)).await;
     let TriageWrite::Stored { ref blacklisted, .. } = write else { panic!() };
-    assert_eq!(blacklisted, &vec![SourceRef::Email(EmailAddress::parse("promo@gmail.com").unwrap())]);
+    assert!(blacklisted.is_empty());
     let lead = store.lead(lead_id(&write)).await.unwrap().unwrap();
     assert_eq!((lead.stage, lead.junk_reason), (LeadStage::Junk, Some(JunkReason::Spam)));
+    let write =
+        triage_one(store, classified(email_message("s2@x", "promo@gmail.com", "SEO"), Verdict::Spam, 0.99)).await;
+    let TriageWrite::Stored { ref blacklisted, .. } = write else { panic!() };
+    assert_eq!(blacklisted, &vec![SourceRef::Email(EmailAddress::parse("promo@gmail.com").unwrap())]);
     let entries = store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].origin, EntryOrigin::Auto);
@@ -225,6 +231,41 @@ async fn spam_junks_and_blacklists_identities_not_domains(db: &TestDb) {
     assert_eq!(store.lead(lead_id(&write)).await.unwrap().unwrap().junk_reason, Some(JunkReason::NonTarget));
     let audit = store.list_audit(ListKind::Blacklist, 10).await.unwrap();
     assert_eq!((audit.len(), audit[0].actor.as_str(), audit[0].action.as_str()), (1, "triage", "added"));
+}
+
+/// A sender with a history of legitimate mail is never blacklisted by spam
+/// verdicts, however many: a feed with one spam-looking item must not lose
+/// every later item.
+async fn senders_with_legitimate_history_are_not_blacklisted(db: &TestDb) {
+    let store = &db.store;
+    let feed = "feed@news.example";
+    triage_one(store, classified(email_message("f0@x", feed, "Digest"), Verdict::Newsletter, 0.99)).await;
+    // Within one batch too: the earlier non-spam message counts.
+    let batch: Vec<Triaged> =
+        (1..=3).map(|i| classified(email_message(&format!("f{i}@x"), feed, "pills"), Verdict::Spam, 0.99)).collect();
+    for write in store.record_triage(&batch, Utc::now()).await.unwrap() {
+        let TriageWrite::Stored { blacklisted, .. } = write else { panic!() };
+        assert!(blacklisted.is_empty());
+    }
+    assert!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().is_empty());
+    // Two new spam-only senders in one batch: the second message of each blacklists it.
+    let batch: Vec<Triaged> = ["a", "b", "a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, who)| {
+            classified(email_message(&format!("sp{i}@x"), &format!("{who}@spam.example"), "win"), Verdict::Spam, 0.99)
+        })
+        .collect();
+    let writes = store.record_triage(&batch, Utc::now()).await.unwrap();
+    let counts: Vec<usize> = writes
+        .iter()
+        .map(|w| match w {
+            TriageWrite::Stored { blacklisted, .. } => blacklisted.len(),
+            TriageWrite::Duplicate => panic!("not a duplicate"),
+        })
+        .collect();
+    assert_eq!(counts, vec![0, 0, 1, 1]);
+    assert_eq!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().len(), 2);
 }
 
 async fn newsletter_and_bank_statement_are_stored_without_lead(db: &TestDb) {
@@ -361,6 +402,7 @@ async fn duplicate_triage_writes_nothing_twice(db: &TestDb) {
     assert_eq!(writes[1], TriageWrite::Duplicate);
     assert_eq!(store.record_triage(&[item], Utc::now()).await.unwrap(), vec![TriageWrite::Duplicate]);
     assert_eq!(store.leads(&LeadFilter::default()).await.unwrap().len(), 1);
-    assert_eq!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().len(), 1);
+    // A redelivered duplicate does not count as a second spam message.
+    assert!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().is_empty());
     assert_eq!(store.message_counts().await.unwrap().total(), 1);
 }

@@ -14,13 +14,19 @@ use crate::verdict::{Classification, Verdict};
 pub struct RoutingPolicy {
     /// Verdicts with lower confidence become review leads.
     pub review_below: f64,
-    /// Spam verdicts at or above this confidence blacklist the sender.
+    /// Spam verdicts at or above this confidence count towards blacklisting the sender.
     pub auto_blacklist_min: f64,
+    /// A sender is blacklisted automatically once this many of their
+    /// messages were confident spam and none was anything else. One spam
+    /// verdict is never enough on its own: a feed or a long-standing
+    /// correspondent with one spam-looking message must not lose every
+    /// later message to the blacklist.
+    pub auto_blacklist_after: u32,
 }
 
 impl Default for RoutingPolicy {
     fn default() -> Self {
-        Self { review_below: 0.75, auto_blacklist_min: 0.9 }
+        Self { review_below: 0.75, auto_blacklist_min: 0.9, auto_blacklist_after: 2 }
     }
 }
 
@@ -34,8 +40,9 @@ pub enum Route {
         junk_reason: Option<JunkReason>,
         needs_review: bool,
         review_note: Option<String>,
-        /// Put the sender's identities on the blacklist.
-        blacklist_sender: bool,
+        /// Blacklist the sender's identities once they have this many
+        /// confident spam messages (this one included) and no other kind.
+        blacklist_after: Option<u32>,
     },
     /// Keep the message (bank statements, newsletters), no lead.
     StoreOnly,
@@ -50,12 +57,12 @@ impl Route {
 impl RoutingPolicy {
     pub fn route(&self, classification: &Classification) -> Route {
         let confident = classification.confidence >= self.review_below;
-        let lead = |stage, junk_reason, blacklist_sender| Route::Lead {
+        let lead = |stage, junk_reason, blacklist_after| Route::Lead {
             stage,
             junk_reason,
             needs_review: false,
             review_note: None,
-            blacklist_sender,
+            blacklist_after,
         };
         if !confident {
             return Route::Lead {
@@ -66,15 +73,17 @@ impl RoutingPolicy {
                     "unsure: {} with confidence {:.2} (below {:.2}); check and move it",
                     classification.verdict, classification.confidence, self.review_below
                 )),
-                blacklist_sender: false,
+                blacklist_after: None,
             };
         }
         match classification.verdict {
-            Verdict::Inquiry => lead(LeadStage::ContactClient, None, false),
+            Verdict::Inquiry => lead(LeadStage::ContactClient, None, None),
             Verdict::Spam => {
-                lead(LeadStage::Junk, Some(JunkReason::Spam), classification.confidence >= self.auto_blacklist_min)
+                let blacklist_after =
+                    (classification.confidence >= self.auto_blacklist_min).then_some(self.auto_blacklist_after.max(1));
+                lead(LeadStage::Junk, Some(JunkReason::Spam), blacklist_after)
             }
-            Verdict::NonTarget => lead(LeadStage::Junk, Some(JunkReason::NonTarget), false),
+            Verdict::NonTarget => lead(LeadStage::Junk, Some(JunkReason::NonTarget), None),
             Verdict::BankStatement | Verdict::Newsletter => Route::StoreOnly,
         }
     }
@@ -97,15 +106,15 @@ mod tests {
         ));
         assert!(matches!(
             policy.route(&classified(Verdict::Spam, 0.95)),
-            Route::Lead { stage: LeadStage::Junk, junk_reason: Some(JunkReason::Spam), blacklist_sender: true, .. }
+            Route::Lead { stage: LeadStage::Junk, junk_reason: Some(JunkReason::Spam), blacklist_after: Some(2), .. }
         ));
         assert!(matches!(
             policy.route(&classified(Verdict::Spam, 0.8)),
-            Route::Lead { stage: LeadStage::Junk, blacklist_sender: false, .. }
+            Route::Lead { stage: LeadStage::Junk, blacklist_after: None, .. }
         ));
         assert!(matches!(
             policy.route(&classified(Verdict::NonTarget, 0.9)),
-            Route::Lead { junk_reason: Some(JunkReason::NonTarget), blacklist_sender: false, .. }
+            Route::Lead { junk_reason: Some(JunkReason::NonTarget), blacklist_after: None, .. }
         ));
         assert_eq!(policy.route(&classified(Verdict::Newsletter, 0.9)), Route::StoreOnly);
         assert_eq!(policy.route(&classified(Verdict::BankStatement, 1.0)), Route::StoreOnly);
@@ -116,9 +125,9 @@ mod tests {
         let policy = RoutingPolicy::default();
         for verdict in Verdict::ALL {
             match policy.route(&classified(verdict, 0.6)) {
-                Route::Lead { stage, needs_review, review_note, blacklist_sender, .. } => {
+                Route::Lead { stage, needs_review, review_note, blacklist_after, .. } => {
                     assert_eq!(stage, LeadStage::ContactClient);
-                    assert!(needs_review && !blacklist_sender);
+                    assert!(needs_review && blacklist_after.is_none());
                     assert!(review_note.unwrap().contains(verdict.as_str()));
                 }
                 Route::StoreOnly => panic!("{verdict} at 0.6 was not made a lead"),

@@ -2,14 +2,14 @@
 //! async threads, write verdict + lead + blacklist changes in one store
 //! transaction, and only then ack.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use leadsift_core::{
-    Classifier, Delivery, DeliveryId, EntryOrigin, LeadStore, ListEntry, ListKind, Nacked, Queue, Route, RoutingPolicy,
-    SenderStanding, SourceRef, TriageWrite, Triaged, Verdict,
+    Classifier, Delivery, DeliveryId, LeadStore, Nacked, Queue, Route, RoutingPolicy, SenderStanding, TriageWrite,
+    Triaged, Verdict,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -247,65 +247,44 @@ impl TriageWorker {
     }
 }
 
-/// Classifies a batch in order. A sender blacklisted by an earlier message
-/// of the same batch is treated as blacklisted for the later ones, exactly
-/// as if they had been processed one by one. A message that makes the
-/// classifier panic fails alone (and is dead-lettered after retries); the
-/// rest of the batch goes on.
+/// Classifies a batch. A message that makes the classifier panic fails
+/// alone (and is dead-lettered after retries); the rest of the batch goes on.
 pub fn classify_batch(
     classifier: &dyn Classifier,
     routing: RoutingPolicy,
     deliveries: Vec<Delivery>,
     standings: Vec<SenderStanding>,
 ) -> Vec<(DeliveryId, Result<Triaged, String>)> {
-    let mut blocked_in_batch: HashMap<SourceRef, ListEntry> = HashMap::new();
-    let mut out = Vec::with_capacity(deliveries.len());
-    for (delivery, mut standing) in deliveries.into_iter().zip(standings) {
-        let identities = delivery.message.sender.identities();
-        if standing.blocked.is_none() && standing.allowed.is_none() {
-            standing.blocked = identities.iter().find_map(|id| blocked_in_batch.get(id).cloned());
-        }
-        let classified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            classifier.classify(&delivery.message, &standing)
-        }));
-        let classification = match classified {
-            Ok(classification) => classification,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                out.push((delivery.id, Err(format!("classifier panicked: {what}"))));
-                continue;
-            }
-        };
-        let route = routing.route(&classification);
-        if let Route::Lead { blacklist_sender: true, .. } = route {
-            for identity in identities {
-                blocked_in_batch.entry(identity.clone()).or_insert_with(|| ListEntry {
-                    id: 0,
-                    list: ListKind::Blacklist,
-                    target: identity,
-                    reason: "auto: spam earlier in the same batch".into(),
-                    origin: EntryOrigin::Auto,
-                    created_at: Utc::now(),
-                    created_by: "triage".into(),
-                    expires_at: None,
-                });
-            }
-        }
-        let message = delivery.message;
-        let triaged = Triaged {
-            source: message.utm.source.clone(),
-            campaign: message.utm.campaign.clone(),
-            message,
-            classification,
-            route,
-        };
-        out.push((delivery.id, Ok(triaged)));
-    }
-    out
+    deliveries
+        .into_iter()
+        .zip(standings)
+        .map(|(delivery, standing)| {
+            let classified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                classifier.classify(&delivery.message, &standing)
+            }));
+            let classification = match classified {
+                Ok(classification) => classification,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    return (delivery.id, Err(format!("classifier panicked: {what}")));
+                }
+            };
+            let route = routing.route(&classification);
+            let message = delivery.message;
+            let triaged = Triaged {
+                source: message.utm.source.clone(),
+                campaign: message.utm.campaign.clone(),
+                message,
+                classification,
+                route,
+            };
+            (delivery.id, Ok(triaged))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -345,22 +324,17 @@ mod tests {
     }
 
     #[test]
-    fn a_sender_blacklisted_earlier_in_the_batch_is_blacklisted_for_the_rest() {
-        let deliveries = vec![
-            delivery(1, "spammer@spam.example", "spam"),
-            delivery(2, "spammer@spam.example", "hello"),
-            delivery(3, "client@firm.example", "hello"),
-        ];
+    fn verdicts_are_routed_in_order() {
+        let deliveries = vec![delivery(1, "spammer@spam.example", "spam"), delivery(2, "client@firm.example", "hello")];
         let out = classify_batch(
             &SubjectClassifier,
             RoutingPolicy::default(),
             deliveries,
-            vec![SenderStanding::default(); 3],
+            vec![SenderStanding::default(); 2],
         );
         let verdicts: Vec<Verdict> = out.iter().map(|(_, r)| r.as_ref().unwrap().classification.verdict).collect();
-        assert_eq!(verdicts, vec![Verdict::Spam, Verdict::Spam, Verdict::Inquiry]);
-        let second = out[1].1.as_ref().unwrap();
-        assert!(second.classification.reasons[0].description.starts_with("blacklisted: email:spammer@spam.example"));
+        assert_eq!(verdicts, vec![Verdict::Spam, Verdict::Inquiry]);
+        assert!(matches!(out[0].1.as_ref().unwrap().route, Route::Lead { blacklist_after: Some(2), .. }));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use leadsift_core::{
-    Channel, LeadStage, ListKind, Message, Quarantined, Route, SourceRef, StoreError, TriageWrite, Triaged,
+    Channel, IdentityKind, LeadStage, ListKind, Message, Quarantined, Route, SourceRef, StoreError, TriageWrite,
+    Triaged,
 };
 use sqlx::{Any, Transaction};
 
@@ -64,7 +65,8 @@ struct PlannedMessage<'a> {
     contact: Option<ContactSlot>,
     lead: Option<LeadSlot>,
     lead_created: bool,
-    blacklist: bool,
+    /// Sender identities this message puts on the blacklist.
+    blacklist: Vec<SourceRef>,
 }
 
 #[derive(Default)]
@@ -116,8 +118,16 @@ impl SqlStore {
             .into_iter()
             .collect();
         let mut leads_of = stored_contact_leads(&mut tx, backend, &known).await?;
+        let candidates: Vec<SourceRef> = fresh
+            .iter()
+            .filter(|(_, item)| matches!(item.route, Route::Lead { blacklist_after: Some(_), .. }))
+            .flat_map(|(_, item)| item.message.sender.identities())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut sender_history = stored_sender_history(&mut tx, backend, &candidates).await?;
 
-        let plan = plan_batch(&fresh, &mut contact_of, &mut leads_of);
+        let plan = plan_batch(&fresh, &mut contact_of, &mut leads_of, &mut sender_history);
 
         let contact_ids = allocate_ids(&mut tx, backend, "contacts", plan.new_contacts.len()).await?;
         let lead_ids = allocate_ids(&mut tx, backend, "leads", plan.new_leads.len()).await?;
@@ -162,17 +172,17 @@ impl SqlStore {
         let mut writes = vec![TriageWrite::Duplicate; batch.len()];
         for (planned, message_id) in plan.messages.iter().zip(&message_ids) {
             let mut blacklisted = Vec::new();
-            if planned.blacklist {
+            if !planned.blacklist.is_empty() {
                 let classification = &planned.item.classification;
                 let reason = format!(
-                    "auto: spam verdict {:.2}{}",
+                    "auto: repeated spam, last verdict {:.2}{}",
                     classification.confidence,
                     rule_summary(&classification.reasons)
                 );
                 // Only the sender's own identities: never a whole (possibly free-mail) domain.
-                for identity in planned.item.message.sender.identities() {
-                    if insert_auto_blacklist(&mut tx, &identity, &reason, at_ms).await? {
-                        blacklisted.push(identity);
+                for identity in &planned.blacklist {
+                    if insert_auto_blacklist(&mut tx, identity, &reason, at_ms).await? {
+                        blacklisted.push(identity.clone());
                     }
                 }
             }
@@ -194,12 +204,30 @@ fn plan_batch<'a>(
     fresh: &[(usize, &'a Triaged)],
     contact_of: &mut HashMap<SourceRef, ContactSlot>,
     leads_of: &mut HashMap<ContactSlot, ContactLeads>,
+    sender_history: &mut HashMap<SourceRef, SenderHistory>,
 ) -> Plan<'a> {
     let mut plan = Plan::default();
     for &(index, item) in fresh {
         let mut planned =
-            PlannedMessage { item, index, contact: None, lead: None, lead_created: false, blacklist: false };
-        if let Route::Lead { stage, junk_reason, needs_review, review_note, blacklist_sender } = &item.route {
+            PlannedMessage { item, index, contact: None, lead: None, lead_created: false, blacklist: Vec::new() };
+        if let Route::Lead { blacklist_after: Some(after), .. } = &item.route {
+            // Stored messages and the earlier ones of this batch decide.
+            for identity in item.message.sender.identities() {
+                let history = sender_history.get(&identity).copied().unwrap_or_default();
+                if history.other == 0 && history.spam + 1 >= i64::from(*after) {
+                    planned.blacklist.push(identity);
+                }
+            }
+        }
+        for identity in item.message.sender.identities() {
+            let history = sender_history.entry(identity).or_default();
+            if item.classification.verdict == leadsift_core::Verdict::Spam {
+                history.spam += 1;
+            } else {
+                history.other += 1;
+            }
+        }
+        if let Route::Lead { stage, junk_reason, needs_review, review_note, .. } = &item.route {
             let identities = item.message.sender.identities();
             let contact = if identities.is_empty() {
                 None
@@ -257,7 +285,6 @@ fn plan_batch<'a>(
             }
             planned.contact = contact;
             planned.lead = Some(lead);
-            planned.blacklist = *blacklist_sender;
         }
         plan.messages.push(planned);
     }
@@ -308,6 +335,43 @@ async fn stored_contacts(
                 found.insert(identity.clone(), ContactSlot::Stored(col(&row, "contact_id")?));
             }
         }
+    }
+    Ok(found)
+}
+
+/// How many stored messages from one identity were spam, and how many anything else.
+#[derive(Debug, Default, Clone, Copy)]
+struct SenderHistory {
+    spam: i64,
+    other: i64,
+}
+
+/// Verdict history of each identity (blacklisting candidates only).
+async fn stored_sender_history(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    identities: &[SourceRef],
+) -> Result<HashMap<SourceRef, SenderHistory>, StoreError> {
+    let mut found = HashMap::new();
+    for identity in identities {
+        let column = match identity.kind() {
+            IdentityKind::Email => "sender_email",
+            IdentityKind::Phone => "sender_phone",
+            IdentityKind::Handle => "sender_handle",
+            IdentityKind::Domain => continue,
+        };
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN verdict = 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS spam, \
+             CAST(COALESCE(SUM(CASE WHEN verdict <> 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS other \
+             FROM messages WHERE {column} = {}",
+            backend.placeholders(1, 1)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(identity.value())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(query_error("reading a sender's history"))?;
+        found.insert(identity.clone(), SenderHistory { spam: col(&row, "spam")?, other: col(&row, "other")? });
     }
     Ok(found)
 }

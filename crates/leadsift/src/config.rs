@@ -69,9 +69,13 @@ pub struct TriageSettings {
     /// Verdicts below this confidence become `contact_client` leads flagged for review.
     #[serde(default = "default_review_below")]
     pub review_below: f64,
-    /// Spam verdicts at or above this confidence blacklist the sender's address/phone/handle.
+    /// Spam verdicts at or above this confidence count towards blacklisting the sender.
     #[serde(default = "default_auto_blacklist_min")]
     pub auto_blacklist_min: f64,
+    /// The sender's address/phone/handle is blacklisted after this many confident spam
+    /// messages from it, if it never sent anything else (never a whole domain).
+    #[serde(default = "default_auto_blacklist_after")]
+    pub auto_blacklist_after: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +143,9 @@ fn default_review_below() -> f64 {
 }
 fn default_auto_blacklist_min() -> f64 {
     RoutingPolicy::default().auto_blacklist_min
+}
+fn default_auto_blacklist_after() -> u32 {
+    RoutingPolicy::default().auto_blacklist_after
 }
 fn default_rules_path() -> PathBuf {
     PathBuf::from("rules/default.toml")
@@ -213,11 +220,16 @@ impl Settings {
         }
         anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
         anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
+        anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
         Ok(())
     }
 
     pub fn routing(&self) -> RoutingPolicy {
-        RoutingPolicy { review_below: self.triage.review_below, auto_blacklist_min: self.triage.auto_blacklist_min }
+        RoutingPolicy {
+            review_below: self.triage.review_below,
+            auto_blacklist_min: self.triage.auto_blacklist_min,
+            auto_blacklist_after: self.triage.auto_blacklist_after,
+        }
     }
 
     pub fn stage_name(&self, stage: LeadStage) -> String {

@@ -89,6 +89,9 @@ CREATE TABLE messages (
 CREATE INDEX messages_received ON messages (received_at);
 CREATE INDEX messages_verdict ON messages (verdict, channel);
 CREATE INDEX messages_lead ON messages (lead_id);
+CREATE INDEX messages_sender_email ON messages (sender_email);
+CREATE INDEX messages_sender_phone ON messages (sender_phone);
+CREATE INDEX messages_sender_handle ON messages (sender_handle);
 
 CREATE TABLE lead_stage_changes (
     id          BIGSERIAL PRIMARY KEY,
