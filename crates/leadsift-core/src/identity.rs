@@ -22,8 +22,6 @@ pub enum IdentityError {
     InvalidHandle(String),
     #[error("not a domain name: {0:?}")]
     InvalidDomain(String),
-    #[error("unknown identity kind {0:?} (expected email, domain, phone or handle)")]
-    UnknownKind(String),
 }
 
 /// An email address, trimmed and lower-cased (local parts are
@@ -191,34 +189,12 @@ pub enum IdentityKind {
     Handle,
 }
 
-impl IdentityKind {
-    pub const ALL: [IdentityKind; 4] = [Self::Email, Self::Domain, Self::Phone, Self::Handle];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Domain => "domain",
-            Self::Phone => "phone",
-            Self::Handle => "handle",
-        }
-    }
-}
-
-impl FromStr for IdentityKind {
-    type Err = IdentityError;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == raw)
-            .ok_or_else(|| IdentityError::UnknownKind(raw.to_owned()))
-    }
-}
-
-impl fmt::Display for IdentityKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::names::wire_names!(IdentityKind, "identity kind" {
+    Email => "email",
+    Domain => "domain",
+    Phone => "phone",
+    Handle => "handle",
+});
 
 /// One canonical identity: the unit contacts and blacklist entries match on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

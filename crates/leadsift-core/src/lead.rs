@@ -1,8 +1,5 @@
 //! Leads, their sales stages and contacts.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -27,21 +24,17 @@ pub enum LeadStage {
     Junk,
 }
 
+crate::names::wire_names!(LeadStage, "stage" {
+    ContactClient => "contact_client",
+    Qualification => "qualification",
+    Offer => "offer",
+    Converted => "converted",
+    Junk => "junk",
+});
+
 impl LeadStage {
-    pub const ALL: [LeadStage; 5] =
-        [Self::ContactClient, Self::Qualification, Self::Offer, Self::Converted, Self::Junk];
     /// Stages in which a lead is still being worked; a repeat inquiry is attached to such a lead.
     pub const OPEN: [LeadStage; 3] = [Self::ContactClient, Self::Qualification, Self::Offer];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ContactClient => "contact_client",
-            Self::Qualification => "qualification",
-            Self::Offer => "offer",
-            Self::Converted => "converted",
-            Self::Junk => "junk",
-        }
-    }
 
     pub fn is_open(self) -> bool {
         Self::OPEN.contains(&self)
@@ -59,21 +52,6 @@ impl LeadStage {
     }
 }
 
-impl fmt::Display for LeadStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LeadStage {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| {
-            format!("unknown stage {raw:?} (expected contact_client, qualification, offer, converted or junk)")
-        })
-    }
-}
-
 /// Why a lead was closed as junk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,34 +62,12 @@ pub enum JunkReason {
     Other,
 }
 
-impl JunkReason {
-    pub const ALL: [JunkReason; 4] = [Self::Spam, Self::NonTarget, Self::Duplicate, Self::Other];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Spam => "spam",
-            Self::NonTarget => "non_target",
-            Self::Duplicate => "duplicate",
-            Self::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for JunkReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JunkReason {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == raw)
-            .ok_or_else(|| format!("unknown junk reason {raw:?} (expected spam, non_target, duplicate or other)"))
-    }
-}
+crate::names::wire_names!(JunkReason, "junk reason" {
+    Spam => "spam",
+    NonTarget => "non_target",
+    Duplicate => "duplicate",
+    Other => "other",
+});
 
 /// A lead as listed on the board.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod lead;
 pub mod lists;
 pub mod message;
+pub mod names;
 pub mod queue;
 pub mod routing;
 pub mod store;
@@ -26,6 +27,7 @@ pub use identity::{Domain, EmailAddress, IdentityError, IdentityKind, MessengerH
 pub use lead::{JunkReason, Lead, LeadFilter, LeadStage, StageChange, StageMove};
 pub use lists::{EntryOrigin, ListAuditRecord, ListEntry, ListKind, NewListEntry, SenderStanding};
 pub use message::{Attachment, CallInfo, Channel, DedupKey, Header, Message, Sender, Utm};
+pub use names::UnknownName;
 pub use queue::{Delivery, DeliveryId, Nacked, Published, Queue, QueueError};
 pub use routing::{Route, RoutingPolicy};
 pub use store::{LeadStore, MessageCounts, Quarantined, StoreError, StoredMessage, TriageWrite, Triaged};

@@ -1,8 +1,5 @@
 //! Blacklist and allowlist entries.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -18,31 +15,10 @@ pub enum ListKind {
     Allowlist,
 }
 
-impl ListKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Blacklist => "blacklist",
-            Self::Allowlist => "allowlist",
-        }
-    }
-}
-
-impl fmt::Display for ListKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ListKind {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        match raw {
-            "blacklist" => Ok(Self::Blacklist),
-            "allowlist" => Ok(Self::Allowlist),
-            other => Err(format!("unknown list {other:?} (expected blacklist or allowlist)")),
-        }
-    }
-}
+crate::names::wire_names!(ListKind, "list" {
+    Blacklist => "blacklist",
+    Allowlist => "allowlist",
+});
 
 /// Who created an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,25 +30,10 @@ pub enum EntryOrigin {
     Admin,
 }
 
-impl EntryOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-impl FromStr for EntryOrigin {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        match raw {
-            "auto" => Ok(Self::Auto),
-            "admin" => Ok(Self::Admin),
-            other => Err(format!("unknown entry origin {other:?}")),
-        }
-    }
-}
+crate::names::wire_names!(EntryOrigin, "entry origin" {
+    Auto => "auto",
+    Admin => "admin",
+});
 
 /// An active list entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! The one normalised message every channel produces.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,35 +18,12 @@ pub enum Channel {
     Webform,
 }
 
-impl Channel {
-    pub const ALL: [Channel; 4] = [Self::Email, Self::Call, Self::Messenger, Self::Webform];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Call => "call",
-            Self::Messenger => "messenger",
-            Self::Webform => "webform",
-        }
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Channel {
-    type Err = UnknownChannel;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|c| c.as_str() == raw).ok_or_else(|| UnknownChannel(raw.to_owned()))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown channel {0:?} (expected email, call, messenger or webform)")]
-pub struct UnknownChannel(pub String);
+crate::names::wire_names!(Channel, "channel" {
+    Email => "email",
+    Call => "call",
+    Messenger => "messenger",
+    Webform => "webform",
+});
 
 /// Stable identity of one inbound message, used to make every write
 /// idempotent: `email:<Message-ID>#<hash>`, `call:<pbx id>`, `messenger:<update id>`,

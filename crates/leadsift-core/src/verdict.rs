@@ -7,9 +7,6 @@
 //! means blacklist short-circuits, allowlist protection and confidence
 //! calibration behave the same whatever produced the scores.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::lists::SenderStanding;
@@ -29,40 +26,20 @@ pub enum Verdict {
     NonTarget,
 }
 
+crate::names::wire_names!(Verdict, "class" {
+    Inquiry => "inquiry",
+    Spam => "spam",
+    BankStatement => "bank_statement",
+    Newsletter => "newsletter",
+    NonTarget => "non_target",
+});
+
 impl Verdict {
-    pub const ALL: [Verdict; 5] = [Self::Inquiry, Self::Spam, Self::BankStatement, Self::Newsletter, Self::NonTarget];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Inquiry => "inquiry",
-            Self::Spam => "spam",
-            Self::BankStatement => "bank_statement",
-            Self::Newsletter => "newsletter",
-            Self::NonTarget => "non_target",
-        }
-    }
-
+    /// Position in [`Verdict::ALL`], for per-class arrays.
     pub fn index(self) -> usize {
         self as usize
     }
 }
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Verdict {
-    type Err = UnknownVerdict;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|v| v.as_str() == raw).ok_or_else(|| UnknownVerdict(raw.to_owned()))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown class {0:?} (expected inquiry, spam, bank_statement, newsletter or non_target)")]
-pub struct UnknownVerdict(pub String);
 
 /// What produced a reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use leadsift_core::message::UnknownChannel;
+use leadsift_core::UnknownName;
 
 /// Why raw input could not become a message. Each variant names the
 /// operation that failed; all but [`FormatError::Io`] are permanent (the same
@@ -22,7 +22,7 @@ pub enum FormatError {
     #[error("event JSON field {field:?} is invalid: {reason}")]
     InvalidEventField { field: &'static str, reason: String },
     #[error("event JSON: {0}")]
-    UnknownChannel(#[from] UnknownChannel),
+    UnknownChannel(#[from] UnknownName),
     #[error("archive nesting deeper than {limit} levels")]
     NestedTooDeep { limit: usize },
     #[error("cannot read {path}: {source}")]

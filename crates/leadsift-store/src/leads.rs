@@ -151,8 +151,10 @@ impl SqlStore {
         let Some(current) = current else {
             return Err(StoreError::NotFound(format!("lead {}", request.lead_id)));
         };
-        let from: LeadStage =
-            current.parse().map_err(|e: String| StoreError::Corrupt { what: "leads.stage", detail: e })?;
+        let from: LeadStage = current.parse().map_err(|e: leadsift_core::UnknownName| StoreError::Corrupt {
+            what: "leads.stage",
+            detail: e.to_string(),
+        })?;
         let at_ms = millis(at);
         let closed_at = (!request.to.is_open()).then_some(at_ms);
         sqlx::query(

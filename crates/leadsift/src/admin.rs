@@ -187,7 +187,7 @@ pub async fn leads(settings: &Settings, command: LeadsCommand) -> anyhow::Result
             let (junk_reason, note) = match stage {
                 LeadStage::Junk => {
                     let reason = reason.context("moving to junk needs --reason spam|non_target|duplicate|other")?;
-                    (Some(reason.parse::<JunkReason>().map_err(anyhow::Error::msg)?), note)
+                    (Some(reason.parse::<JunkReason>()?), note)
                 }
                 _ => (None, note.or(reason)),
             };

@@ -211,7 +211,7 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         for key in self.stages.keys() {
-            key.parse::<LeadStage>().map_err(anyhow::Error::msg).context("in [stages]")?;
+            key.parse::<LeadStage>().context("in [stages]")?;
         }
         for (name, value) in
             [("review_below", self.triage.review_below), ("auto_blacklist_min", self.triage.auto_blacklist_min)]
