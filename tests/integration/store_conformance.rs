@@ -46,6 +46,7 @@ conformance!(
     list_entries_match_domains_expire_and_keep_an_audit_trail,
     quarantine_keeps_raw_input,
     duplicate_triage_writes_nothing_twice,
+    concurrent_batches_from_one_sender_share_one_contact_and_lead,
 );
 
 fn email_message(key: &str, from: &str, subject: &str) -> Message {
@@ -405,4 +406,53 @@ async fn duplicate_triage_writes_nothing_twice(db: &TestDb) {
     // A redelivered duplicate does not count as a second spam message.
     assert!(store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap().is_empty());
     assert_eq!(store.message_counts().await.unwrap().total(), 1);
+}
+
+/// Two workers writing batches with inquiries from the same new sender at
+/// the same time still create one contact and one open lead.
+async fn concurrent_batches_from_one_sender_share_one_contact_and_lead(db: &TestDb) {
+    for round in 0..5 {
+        let from = format!("busy{round}@firm.example");
+        let batches: Vec<Vec<Triaged>> = (0..4)
+            .map(|worker| {
+                (0..8)
+                    .map(|i| {
+                        classified(
+                            email_message(&format!("c{round}-{worker}-{i}@x"), &from, "order"),
+                            Verdict::Inquiry,
+                            0.99,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let tasks: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let store = db.store.clone();
+                tokio::spawn(async move {
+                    // A worker retries a batch that lost a race, as the triage loop does.
+                    for _ in 0..10 {
+                        if store.record_triage(&batch, Utc::now()).await.is_ok() {
+                            return;
+                        }
+                    }
+                    panic!("batch never committed");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let leads: Vec<_> = db
+            .store
+            .leads(&LeadFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.identities.iter().any(|id| id.value() == from))
+            .collect();
+        assert_eq!(leads.len(), 1, "round {round}: one open lead for the sender");
+        assert_eq!(leads[0].message_count, 32);
+    }
 }

@@ -107,6 +107,9 @@ impl SqlStore {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        if backend == Backend::Postgres {
+            lock_identities(&mut tx, &identities).await?;
+        }
         let mut contact_of = stored_contacts(&mut tx, backend, &identities).await?;
         let known: Vec<i64> = contact_of
             .values()
@@ -289,6 +292,36 @@ fn plan_batch<'a>(
         plan.messages.push(planned);
     }
     plan
+}
+
+/// Serialises concurrent batches that touch the same sender, so two workers
+/// cannot both create a contact or an open lead for them. Transaction-scoped
+/// advisory locks, taken in key order (no deadlocks), released at commit.
+/// SQLite needs none: it has one writer.
+async fn lock_identities(tx: &mut Tx<'_>, identities: &[SourceRef]) -> Result<(), StoreError> {
+    let mut keys: Vec<i64> = identities.iter().map(|id| advisory_key(id.kind().as_str(), id.value())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(500) {
+        let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
+        let sql = format!("SELECT pg_advisory_xact_lock(v.k) FROM (VALUES {}) AS v(k) ORDER BY v.k", values.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        query.execute(&mut **tx).await.map_err(query_error("locking senders"))?;
+    }
+    Ok(())
+}
+
+/// FNV-1a: a hash that is the same in every process and every build.
+fn advisory_key(kind: &str, value: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in kind.bytes().chain([b':']).chain(value.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }
 
 /// Dedup keys of the batch that are already stored.
