@@ -101,13 +101,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &std::path::Path) -> Daemon {
-        let mut child = leadsift_command()
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Self::spawn(leadsift_command().args(["--config", config.to_str().unwrap(), "run"]))
+    }
+
+    fn spawn(command: &mut std::process::Command) -> Daemon {
+        let mut child = command.env("NO_COLOR", "1").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -221,4 +219,25 @@ async fn daemon_hot_reloads_rules_keeps_old_ones_on_error_and_serves_metrics() {
     ] {
         assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
     }
+}
+
+/// The main job with no configuration at all: no config file, no rules file
+/// (built-in rules), default drop folder under the working directory.
+#[tokio::test]
+async fn daemon_runs_with_no_configuration_at_all() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(
+        leadsift_command()
+            .args(["--db", &db.url, "run"])
+            .current_dir(dir.path())
+            .env("LEADSIFT__HTTP__LISTEN", "127.0.0.1:0"),
+    );
+    let inbox = dir.path().join("inbox");
+    wait_for("the default drop folder", async || inbox.join(".processed").is_dir()).await;
+    std::fs::write(inbox.join("hello.eml"), mail("hello", "Сколько стоит доставка?")).unwrap();
+    wait_for("the message", async || count(&db, "SELECT COUNT(*) FROM leads").await == 1).await;
+    let (status, body) = daemon.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(daemon.log_contains("built-in default rules"));
 }

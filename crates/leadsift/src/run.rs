@@ -30,13 +30,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok("triage")
         });
     }
-    let rules = app.rules.clone();
-    let token = shutdown.clone();
-    let poll = Duration::from_millis(settings.rules.poll_ms);
-    tasks.spawn(async move {
-        rules.watch(poll, token).await;
-        Ok("rules watcher")
-    });
+    // The built-in rules (no rules file) have nothing to watch.
+    if app.rules.path().is_some() {
+        let rules = app.rules.clone();
+        let token = shutdown.clone();
+        let poll = Duration::from_millis(settings.rules.poll_ms);
+        tasks.spawn(async move {
+            rules.watch(poll, token).await;
+            Ok("rules watcher")
+        });
+    }
     if !settings.intake.drop_folder.as_os_str().is_empty() {
         let folder = DropFolder::new(settings.intake.drop_folder.clone());
         let intake = app.intake.clone();
