@@ -1,0 +1,125 @@
+//! leadsift's ML model: a linfa Multinomial Naive Bayes over hashed word and
+//! character n-grams plus structural message features, trained on public
+//! labelled corpora, combined with the rules in the rules' own score units,
+//! and updated from managers' feedback.
+//!
+//! This is a pure library: no runtime, database or network. Its only I/O is
+//! reading corpora and model directories when asked to. The key design
+//! decisions:
+//! - **Feature hashing** into `2^k` buckets keeps the model a fixed size and
+//!   lets training stream: linfa's `MultinomialNb` takes dense input, so it
+//!   is fitted with `FitWith` on dense mini-batches and the corpus is never
+//!   in memory as a matrix.
+//! - **Fast scoring without linfa's dense `predict`**: the counts linfa
+//!   learned become one per-bucket table of log-probability ratios, and a
+//!   message is scored in one pass over its hashed features (no
+//!   allocation, no sort). A test checks it agrees with linfa's `predict`.
+//! - **Combination**: the model adds calibrated, capped log-odds to the
+//!   rules' [`Evidence`](leadsift_core::Evidence) as `model:<name>` reasons, and the core's
+//!   [`ScoringPolicy::decide`](leadsift_core::ScoringPolicy::decide) makes the one decision, so
+//!   list standing and the review threshold work unchanged.
+//! - **Feedback cannot silently wreck the model**: updates produce a new
+//!   model; [`accept_candidate`] refuses one whose validation ham→spam
+//!   false-positive rate got worse.
+//!
+//! See `README.md` beside this crate for the label mapping, the measured
+//! figures and the feedback policy.
+
+pub mod combined;
+pub mod corpora;
+pub mod eval;
+pub mod features;
+mod logistic;
+pub mod model;
+pub mod train;
+
+use leadsift_core::{Message, Verdict};
+
+pub use combined::{CombinedClassifier, EvidenceSource, ModelOnlyClassifier};
+pub use corpora::{Corpus, CorpusStats, LabelledMessage, Split, split_of};
+pub use eval::{
+    ClassFigures, CorpusFigures, EvalReport, EvalSummary, Evaluator, RuleFigures, ValidationFigures, evaluate,
+};
+pub use features::{FeatureSettings, Featurizer, SparseFeatures};
+pub use model::{Calibration, Model, ModelMetadata, ModelScores};
+pub use train::{
+    AlgorithmFigures, DEFAULT_MAX_HAM_SPAM_FP_RATE, FEEDBACK_WEIGHT, FitEngine, TrainOutcome, TrainProgress,
+    TrainSettings, TrainStage, train, validate,
+};
+
+/// Why a model operation failed. All are permanent except [`ModelError::Io`]
+/// on a transient file-system error.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load corpus {path}: {reason}")]
+    Corpus { path: String, reason: String },
+    #[error("invalid model: {0}")]
+    Invalid(String),
+    #[error("model fitting failed: {0}")]
+    Fit(String),
+}
+
+impl ModelError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ModelError::Io { source, .. } if source.kind() == std::io::ErrorKind::Interrupted)
+    }
+}
+
+/// Incremental learning: `model` with `feedback` added to its counts, each
+/// example weighing [`FEEDBACK_WEIGHT`] corpus examples. Cheap (one
+/// featurisation per example plus rebuilding the scoring table, ~0.1 s).
+/// The caller validates the candidate and keeps `model` if
+/// [`accept_candidate`] refuses it.
+pub fn learn_from_feedback(model: &Model, feedback: &[(Message, Verdict)]) -> Model {
+    model.updated(feedback, FEEDBACK_WEIGHT)
+}
+
+/// Scheduled retrain: the corpus's train split plus all feedback, from
+/// scratch, recalibrated on the corpus's validation split.
+pub fn retrain_with_feedback(
+    corpus: &Corpus,
+    feedback: &[(Message, Verdict)],
+    rules: &dyn EvidenceSource,
+    settings: &TrainSettings,
+    progress: &mut dyn FnMut(TrainProgress),
+) -> Result<(Model, ValidationFigures), ModelError> {
+    let outcome = train(corpus, feedback, rules, settings, progress)?;
+    Ok((outcome.model, outcome.figures))
+}
+
+/// Slack allowed on spam F1 when accepting a candidate (feedback may trade a
+/// little spam recall for fewer false positives, never the reverse).
+pub const MAX_SPAM_F1_DROP: f64 = 0.02;
+
+/// The guard before a retrained or updated model replaces the current one:
+/// refuses it when its combined (rules + model) ham→spam false-positive rate
+/// on the validation split is higher than the current model's, or when its
+/// spam F1 dropped by more than [`MAX_SPAM_F1_DROP`]. The error says why,
+/// for the log.
+pub fn accept_candidate(old: &ValidationFigures, new: &ValidationFigures) -> Result<(), String> {
+    let (old, new) = (&old.combined, &new.combined);
+    if new.ham_spam_fp_rate > old.ham_spam_fp_rate + 1e-12 {
+        return Err(format!(
+            "refused: validation ham→spam false-positive rate rose from {:.3}% ({} of {}) to {:.3}% ({} of {})",
+            100.0 * old.ham_spam_fp_rate,
+            old.ham_as_spam,
+            old.ham_total,
+            100.0 * new.ham_spam_fp_rate,
+            new.ham_as_spam,
+            new.ham_total
+        ));
+    }
+    if new.spam_f1() + MAX_SPAM_F1_DROP < old.spam_f1() {
+        return Err(format!("refused: validation spam F1 fell from {:.4} to {:.4}", old.spam_f1(), new.spam_f1()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
