@@ -12,6 +12,7 @@
 //! rule that an unsure verdict becomes a lead to review rather than junk.
 
 pub mod classify;
+pub mod feedback;
 pub mod identity;
 pub mod lead;
 pub mod lists;
@@ -23,6 +24,7 @@ pub mod store;
 pub mod verdict;
 
 pub use classify::Classifier;
+pub use feedback::{Feedback, FeedbackOrigin, ModelVersion, NewFeedback, NewModelVersion, label_for_move};
 pub use identity::{Domain, EmailAddress, IdentityError, IdentityKind, MessengerHandle, PhoneNumber, SourceRef};
 pub use lead::{JunkReason, Lead, LeadFilter, LeadStage, StageChange, StageMove};
 pub use lists::{EntryOrigin, ListAuditRecord, ListEntry, ListKind, NewListEntry, SenderStanding};

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::feedback::{Feedback, ModelVersion, NewFeedback, NewModelVersion};
 use crate::identity::SourceRef;
 use crate::lead::{Lead, LeadFilter, StageChange, StageMove};
 use crate::lists::{ListAuditRecord, ListEntry, ListKind, NewListEntry, SenderStanding};
@@ -135,4 +136,22 @@ pub trait LeadStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     async fn list_entries(&self, list: ListKind, at: DateTime<Utc>) -> Result<Vec<ListEntry>, StoreError>;
     async fn list_audit(&self, list: ListKind, limit: u32) -> Result<Vec<ListAuditRecord>, StoreError>;
+
+    /// Records a label for a stored message (moves to or out of junk record
+    /// theirs inside [`LeadStore::move_lead`]). `NotFound` if there is no such message.
+    async fn record_feedback(&self, feedback: &NewFeedback, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// Labels with id greater than `after_id`, oldest first, at most `limit`.
+    async fn feedback(&self, after_id: i64, limit: u32) -> Result<Vec<Feedback>, StoreError>;
+    /// Messages of leads a manager moved past the first stage (qualification,
+    /// offer, converted): real inquiries, as judged by the people who worked them.
+    async fn worked_lead_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError>;
+
+    /// Records an attempt to update the model; returns its id.
+    async fn record_model_version(&self, version: &NewModelVersion, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// The newest accepted model version with its serialised model.
+    async fn current_model(&self) -> Result<Option<(ModelVersion, Vec<u8>)>, StoreError>;
+    /// The id of the newest accepted model version (cheap; polled by workers).
+    async fn current_model_id(&self) -> Result<Option<i64>, StoreError>;
+    /// The newest attempts, accepted or refused, newest first.
+    async fn model_versions(&self, limit: u32) -> Result<Vec<ModelVersion>, StoreError>;
 }

@@ -183,6 +183,9 @@ impl SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(query_error("recording a stage change"))?;
+        if let Some(label) = leadsift_core::label_for_move(from, request.to, junk_reason) {
+            crate::feedback::label_lead_messages(&mut tx, request.lead_id, label, &request.actor, at_ms).await?;
+        }
         tx.commit().await.map_err(query_error("moving a lead"))?;
         Ok(StageChange {
             lead_id: request.lead_id,

@@ -12,6 +12,7 @@
 //! This crate must not know about rules, models or channels: it stores what
 //! the core types describe.
 
+mod feedback;
 mod inbox;
 mod leads;
 mod lists;
@@ -26,9 +27,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leadsift_core::{
-    Classification, Lead, LeadFilter, LeadStore, ListAuditRecord, ListEntry, ListKind, MessageCounts, NewListEntry,
-    Quarantined, Sender, SenderStanding, SourceRef, StageChange, StageMove, StoreError, StoredMessage, TriageWrite,
-    Triaged,
+    Classification, Feedback, Lead, LeadFilter, LeadStore, ListAuditRecord, ListEntry, ListKind, Message,
+    MessageCounts, ModelVersion, NewFeedback, NewListEntry, NewModelVersion, Quarantined, Sender, SenderStanding,
+    SourceRef, StageChange, StageMove, StoreError, StoredMessage, TriageWrite, Triaged,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -101,6 +102,22 @@ pub struct SqlStore {
     write_gate: Arc<Mutex<()>>,
 }
 
+/// Schema migrations: version, description, SQLite and PostgreSQL text.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "feedback",
+        include_str!("../migrations/sqlite/0002_feedback.sql"),
+        include_str!("../migrations/postgres/0002_feedback.sql"),
+    ),
+];
+
 /// The URL with any password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -167,17 +184,22 @@ impl SqlStore {
     /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock
     /// meanwhile, so workers starting together migrate once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let sql: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../migrations/sqlite/0001_init.sql"),
-            Backend::Postgres => include_str!("../migrations/postgres/0001_init.sql"),
-        };
-        let migrations = vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(sql),
-            false,
-        )];
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect();
         let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
         migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.into()))
     }
@@ -321,6 +343,34 @@ impl LeadStore for SqlStore {
 
     async fn list_audit(&self, list: ListKind, limit: u32) -> Result<Vec<ListAuditRecord>, StoreError> {
         self.query_list_audit(list, limit).await
+    }
+
+    async fn record_feedback(&self, feedback: &NewFeedback, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.insert_feedback(feedback, at).await
+    }
+
+    async fn feedback(&self, after_id: i64, limit: u32) -> Result<Vec<Feedback>, StoreError> {
+        self.query_feedback(after_id, limit).await
+    }
+
+    async fn worked_lead_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
+        self.query_worked_lead_messages(limit).await
+    }
+
+    async fn record_model_version(&self, version: &NewModelVersion, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.insert_model_version(version, at).await
+    }
+
+    async fn current_model(&self) -> Result<Option<(ModelVersion, Vec<u8>)>, StoreError> {
+        self.query_current_model().await
+    }
+
+    async fn current_model_id(&self) -> Result<Option<i64>, StoreError> {
+        self.query_current_model_id().await
+    }
+
+    async fn model_versions(&self, limit: u32) -> Result<Vec<ModelVersion>, StoreError> {
+        self.query_model_versions(limit).await
     }
 }
 
