@@ -44,7 +44,7 @@ pub use features::{FeatureSettings, Featurizer, SparseFeatures};
 pub use model::{Calibration, Model, ModelMetadata, ModelScores};
 pub use train::{
     AlgorithmFigures, DEFAULT_MAX_HAM_SPAM_FP_RATE, FEEDBACK_WEIGHT, FitEngine, TrainOutcome, TrainProgress,
-    TrainSettings, TrainStage, train, validate,
+    TrainSettings, TrainStage, train, validate, validate_examples,
 };
 
 /// Why a model operation failed. All are permanent except [`ModelError::Io`]
@@ -99,7 +99,8 @@ pub const MAX_SPAM_F1_DROP: f64 = 0.02;
 
 /// The guard before a retrained or updated model replaces the current one:
 /// refuses it when its combined (rules + model) ham→spam false-positive rate
-/// on the validation split is higher than the current model's, or when its
+/// on the validation split is higher than the current model's, when it junks
+/// a larger share of the validation inquiries (as any junk class), or when its
 /// spam F1 dropped by more than [`MAX_SPAM_F1_DROP`]. The error says why,
 /// for the log.
 pub fn accept_candidate(old: &ValidationFigures, new: &ValidationFigures) -> Result<(), String> {
@@ -113,6 +114,19 @@ pub fn accept_candidate(old: &ValidationFigures, new: &ValidationFigures) -> Res
             100.0 * new.ham_spam_fp_rate,
             new.ham_as_spam,
             new.ham_total
+        ));
+    }
+    let junked = |s: &EvalSummary| {
+        let inquiries = s.class(Verdict::Inquiry).map_or(0, |c| c.support);
+        if inquiries == 0 { 0.0 } else { s.inquiry_as_junk as f64 / inquiries as f64 }
+    };
+    if junked(new) > junked(old) + 1e-12 {
+        return Err(format!(
+            "refused: validation inquiries junked rose from {:.3}% ({}) to {:.3}% ({})",
+            100.0 * junked(old),
+            old.inquiry_as_junk,
+            100.0 * junked(new),
+            new.inquiry_as_junk
         ));
     }
     if new.spam_f1() + MAX_SPAM_F1_DROP < old.spam_f1() {

@@ -552,8 +552,18 @@ pub(crate) fn calibrate(
 /// Validation figures of `model` (with its own calibration) on the corpus's
 /// validation split, against `rules`: what [`crate::accept_candidate`] compares.
 pub fn validate(model: &Model, rules: &dyn EvidenceSource, corpus: &Corpus) -> ValidationFigures {
-    let scored: Vec<Scored<'_>> = corpus
-        .validation()
+    validate_examples(model, rules, corpus.validation())
+}
+
+/// Like [`validate`] on any labelled examples (a running system validates on
+/// the messages its managers labelled or worked as real inquiries).
+pub fn validate_examples<'a>(
+    model: &Model,
+    rules: &dyn EvidenceSource,
+    examples: impl IntoIterator<Item = &'a LabelledMessage>,
+) -> ValidationFigures {
+    let scored: Vec<Scored<'_>> = examples
+        .into_iter()
         .map(|e| Scored {
             corpus: &e.corpus,
             label: e.class,

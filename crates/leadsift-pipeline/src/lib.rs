@@ -8,17 +8,21 @@
 //! at any point loses nothing, and idempotent writes on the dedup key mean
 //! redelivery duplicates nothing.
 //!
-//! This crate knows the core traits, the rules engine and the input
-//! formats; it does not know which database or broker is behind the traits.
+//! This crate knows the core traits, the rules engine, the model and the
+//! input formats; it does not know which database or broker is behind the traits.
 
 pub mod dropfolder;
 pub mod intake;
+pub mod learner;
 pub mod metrics;
+pub mod model_handle;
 pub mod rules_handle;
 pub mod triage;
 
 pub use intake::{Intake, IntakeReport};
+pub use learner::{LearnFigures, LearnOutcome, Learner};
 pub use metrics::Metrics;
+pub use model_handle::ModelHandle;
 pub use rules_handle::RulesHandle;
 pub use triage::{TriageReport, TriageSettings, TriageWorker, classify_batch};
 

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Triage batches that failed and were retried.
     pub triage_failures: IntCounter,
+    /// Attempts to update the model from feedback, by result (accepted, refused).
+    pub model_updates: IntCounterVec,
+    /// Id of the model version in use (0: the shipped model).
+    pub model_version: IntGauge,
 }
 
 impl Metrics {
@@ -61,8 +65,12 @@ impl Metrics {
             IntGauge::new("queue_depth", "Messages waiting or in flight in the queue.").expect("static metric");
         let triage_failures = IntCounter::new("triage_failures_total", "Triage batches that failed and were retried.")
             .expect("static metric");
+        let model_updates = counter_vec("model_updates_total", "Model updates from feedback, by result.", &["result"]);
+        let model_version =
+            IntGauge::new("model_version", "Model version in use (0: the shipped model).").expect("static metric");
         for metric in [
-            Box::new(auto_blacklisted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(model_version.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(auto_blacklisted.clone()),
             Box::new(triage_latency.clone()),
             Box::new(rules_loaded.clone()),
             Box::new(queue_depth.clone()),
@@ -83,6 +91,8 @@ impl Metrics {
             rules_loaded,
             queue_depth,
             triage_failures,
+            model_updates,
+            model_version,
         }
     }
 

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::PipelineError;
 use crate::metrics::Metrics;
+use crate::model_handle::ModelHandle;
 use crate::rules_handle::RulesHandle;
+use leadsift_model::CombinedClassifier;
 
 /// Triage tuning.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +69,8 @@ pub struct TriageWorker {
     queue: Arc<dyn Queue>,
     store: Arc<dyn LeadStore>,
     rules: Arc<RulesHandle>,
+    /// The model combined with the rules; rules alone when `None`.
+    model: Option<Arc<ModelHandle>>,
     settings: TriageSettings,
     metrics: Metrics,
     wake: Arc<Notify>,
@@ -87,7 +91,13 @@ impl TriageWorker {
         metrics: Metrics,
         wake: Arc<Notify>,
     ) -> Self {
-        Self { queue, store, rules, settings, metrics, wake }
+        Self { queue, store, rules, model: None, settings, metrics, wake }
+    }
+
+    /// Classifies with the rules and this model (see `leadsift_model::CombinedClassifier`).
+    pub fn with_model(mut self, model: Arc<ModelHandle>) -> Self {
+        self.model = Some(model);
+        self
     }
 
     /// Processes up to one batch; returns what it did (all zero when the queue had nothing claimable).
@@ -101,11 +111,14 @@ impl TriageWorker {
         let senders: Vec<_> = deliveries.iter().map(|d| d.message.sender.clone()).collect();
         let standings = self.store.standings(&senders, Utc::now()).await?;
         let rules = self.rules.current();
+        let model = self.model.as_ref().map(|m| m.current());
         let routing = self.settings.routing;
-        let classified =
-            tokio::task::spawn_blocking(move || classify_batch(rules.as_ref(), routing, deliveries, standings))
-                .await
-                .map_err(|e| PipelineError::Internal(format!("classification task failed: {e}")))?;
+        let classified = tokio::task::spawn_blocking(move || match model {
+            Some(model) => classify_batch(&CombinedClassifier::new(rules, model), routing, deliveries, standings),
+            None => classify_batch(rules.as_ref(), routing, deliveries, standings),
+        })
+        .await
+        .map_err(|e| PipelineError::Internal(format!("classification task failed: {e}")))?;
         let mut report = TriageReport::default();
         let mut ids = Vec::with_capacity(count);
         let mut triaged = Vec::with_capacity(count);
