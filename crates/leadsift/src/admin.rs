@@ -1,5 +1,6 @@
 //! Management commands: leads, black/allowlists, rules check, quarantine.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,7 +110,13 @@ pub fn rules(command: &RulesCommand) -> anyhow::Result<ExitCode> {
     let RulesCommand::Check { file } = command;
     match RuleSet::load(file) {
         Ok(rules) => {
-            println!("{}: ok, {} rules (schema version {})", file.display(), rules.rules().count(), rules.version());
+            writeln!(
+                std::io::stdout(),
+                "{}: ok, {} rules (schema version {})",
+                file.display(),
+                rules.rules().count(),
+                rules.version()
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -127,21 +134,22 @@ pub async fn leads(settings: &Settings, command: LeadsCommand) -> anyhow::Result
             let leads = store.leads(&filter).await?;
             if json {
                 for lead in &leads {
-                    println!("{}", serde_json::to_string(lead)?);
+                    writeln!(std::io::stdout(), "{}", serde_json::to_string(lead)?)?;
                 }
             } else {
                 for lead in &leads {
                     let flag = if lead.needs_review { " [review]" } else { "" };
                     let junk = lead.junk_reason.map(|r| format!(" ({r})")).unwrap_or_default();
                     let client = if lead.returning_client { "returning" } else { "new" };
-                    println!(
+                    writeln!(
+                        std::io::stdout(),
                         "{:>6}  {}{junk}{flag}  {}  {} client  {}",
                         lead.id,
                         settings.stage_name(lead.stage),
                         lead.channel,
                         client,
                         lead.title
-                    );
+                    )?;
                 }
             }
         }
@@ -149,37 +157,45 @@ pub async fn leads(settings: &Settings, command: LeadsCommand) -> anyhow::Result
             let lead = store.lead(id).await?.with_context(|| format!("lead {id} not found"))?;
             let history = store.lead_history(id).await?;
             if json {
-                println!("{}", serde_json::json!({ "lead": lead, "history": history }));
+                writeln!(std::io::stdout(), "{}", serde_json::json!({ "lead": lead, "history": history }))?;
             } else {
-                println!("lead {}: {}", lead.id, lead.title);
-                println!(
+                writeln!(std::io::stdout(), "lead {}: {}", lead.id, lead.title)?;
+                writeln!(
+                    std::io::stdout(),
                     "stage: {}{}",
                     settings.stage_name(lead.stage),
                     lead.junk_reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                );
+                )?;
                 if let Some(note) = &lead.review_note {
-                    println!("needs review: {note}");
+                    writeln!(std::io::stdout(), "needs review: {note}")?;
                 }
-                println!("verdict: {} ({:.2})", lead.verdict, lead.confidence);
+                writeln!(std::io::stdout(), "verdict: {} ({:.2})", lead.verdict, lead.confidence)?;
                 for reason in &lead.reasons {
-                    println!("  - {}: {}", reason.rule, reason.description);
+                    writeln!(std::io::stdout(), "  - {}: {}", reason.rule, reason.description)?;
                 }
                 let ids: Vec<String> = lead.identities.iter().map(ToString::to_string).collect();
-                println!("contact: {} ({})", ids.join(", "), if lead.returning_client { "returning" } else { "new" });
-                println!(
+                writeln!(
+                    std::io::stdout(),
+                    "contact: {} ({})",
+                    ids.join(", "),
+                    if lead.returning_client { "returning" } else { "new" }
+                )?;
+                writeln!(
+                    std::io::stdout(),
                     "source: {} / {}",
                     lead.source.as_deref().unwrap_or("-"),
                     lead.campaign.as_deref().unwrap_or("-")
-                );
+                )?;
                 for change in history {
-                    println!(
+                    writeln!(
+                        std::io::stdout(),
                         "  {} {} → {} by {}{}",
                         change.at.format("%Y-%m-%d %H:%M"),
                         change.from.map_or("-".to_owned(), |s| s.to_string()),
                         change.to,
                         change.actor,
                         change.reason.map(|r| format!(": {r}")).unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }
@@ -193,11 +209,17 @@ pub async fn leads(settings: &Settings, command: LeadsCommand) -> anyhow::Result
             };
             let change =
                 store.move_lead(&StageMove { lead_id: id, to: stage, junk_reason, actor, note }, Utc::now()).await?;
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "lead {id}: {} → {}",
                 change.from.map_or("-".to_owned(), |s| settings.stage_name(s)),
                 settings.stage_name(change.to)
-            );
+            )?;
+            let label = change.from.and_then(|from| leadsift_core::label_for_move(from, change.to, change.junk_reason));
+            if let Some(label) = label {
+                writeln!(std::io::stdout(), "its messages are labelled {label} for the model")?;
+                crate::model_cmd::update_model(settings, &store).await?;
+            }
         }
     }
     store.close().await;
@@ -248,44 +270,46 @@ pub async fn list(settings: &Settings, list: ListKind, command: ListCommand) -> 
             let expires_at = expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;
             let entry = NewListEntry { list, target, reason, origin: EntryOrigin::Admin, actor, expires_at };
             let stored = store.add_list_entry(&entry, now).await?;
-            println!("{list}: {} (entry {}, {})", stored.target, stored.id, stored.reason);
+            writeln!(std::io::stdout(), "{list}: {} (entry {}, {})", stored.target, stored.id, stored.reason)?;
         }
         ListCommand::Remove { value, kind, reason, actor } => {
             let target = parse_target(&value, kind, &region)?;
             if !store.remove_list_entry(list, &target, &actor, &reason, now).await? {
                 anyhow::bail!("{target} is not on the {list}");
             }
-            println!("{list}: removed {target}");
+            writeln!(std::io::stdout(), "{list}: removed {target}")?;
         }
         ListCommand::List { audit: false, json } => {
             for entry in store.list_entries(list, now).await? {
                 if json {
-                    println!("{}", serde_json::to_string(&entry)?);
+                    writeln!(std::io::stdout(), "{}", serde_json::to_string(&entry)?)?;
                 } else {
                     let expiry = entry.expires_at.map(|e| format!(" until {}", e.to_rfc3339())).unwrap_or_default();
-                    println!(
+                    writeln!(
+                        std::io::stdout(),
                         "{}\t{}\t{}\t{}{expiry}",
                         entry.target,
                         entry.origin.as_str(),
                         entry.created_by,
                         entry.reason
-                    );
+                    )?;
                 }
             }
         }
         ListCommand::List { audit: true, json } => {
             for record in store.list_audit(list, 1000).await? {
                 if json {
-                    println!("{}", serde_json::to_string(&record)?);
+                    writeln!(std::io::stdout(), "{}", serde_json::to_string(&record)?)?;
                 } else {
-                    println!(
+                    writeln!(
+                        std::io::stdout(),
                         "{}\t{}\t{}\t{}\t{}",
                         record.at.to_rfc3339(),
                         record.action,
                         record.target,
                         record.actor,
                         record.reason
-                    );
+                    )?;
                 }
             }
         }
@@ -299,13 +323,14 @@ pub async fn quarantine(settings: &Settings, command: QuarantineCommand) -> anyh
     let store = connect_store(settings).await?;
     for (id, record) in store.quarantined(limit).await? {
         if json {
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "{}",
                 serde_json::json!({ "id": id, "origin": record.origin, "channel": record.channel,
                     "error": record.error, "bytes": record.raw.len(), "at": record.at })
-            );
+            )?;
         } else {
-            println!("{id}\t{}\t{}\t{}", record.at.to_rfc3339(), record.origin, record.error);
+            writeln!(std::io::stdout(), "{id}\t{}\t{}\t{}", record.at.to_rfc3339(), record.origin, record.error)?;
         }
     }
     store.close().await;

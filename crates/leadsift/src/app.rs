@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use leadsift_core::{LeadStore, Queue};
-use leadsift_pipeline::{Intake, Metrics, RulesHandle, TriageSettings, TriageWorker};
+use leadsift_model::{Corpus, Model};
+use leadsift_pipeline::{Intake, Learner, Metrics, ModelHandle, RulesHandle, TriageSettings, TriageWorker};
 use leadsift_store::{SqlStore, redact_url};
 use tokio::sync::Notify;
 
@@ -17,6 +18,8 @@ pub struct App {
     pub store: SqlStore,
     pub metrics: Metrics,
     pub rules: Arc<RulesHandle>,
+    /// `None` when `[model] enabled = false`.
+    pub model: Option<Arc<ModelHandle>>,
     pub intake: Intake,
     pub triage: TriageWorker,
 }
@@ -38,6 +41,56 @@ pub fn load_rules(settings: &Settings, metrics: Metrics) -> anyhow::Result<Arc<R
     }
     let handle = RulesHandle::load(path, metrics).map_err(|errors| anyhow::anyhow!("invalid rules file:\n{errors}"))?;
     Ok(Arc::new(handle))
+}
+
+/// The configured model directory, or the model built into the binary.
+pub fn load_model(settings: &Settings) -> anyhow::Result<Model> {
+    match settings.model_dir() {
+        Some(dir) => {
+            tracing::info!(path = %dir.display(), "loading model");
+            Model::load(&dir).with_context(|| format!("cannot load the model in {}", dir.display()))
+        }
+        None => {
+            tracing::info!(missing = %settings.model.path.display(), "model directory not found; using the built-in model");
+            Ok(Model::builtin().clone())
+        }
+    }
+}
+
+/// The model handle (with the newest accepted version from the store in force).
+pub async fn model_handle(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<ModelHandle>> {
+    let model_settings = settings.clone();
+    let base =
+        tokio::task::spawn_blocking(move || load_model(&model_settings)).await.context("model loader failed")??;
+    let handle = Arc::new(ModelHandle::new(Arc::new(base), metrics.clone()));
+    handle.refresh(store).await.context("cannot read the current model version")?;
+    Ok(handle)
+}
+
+/// The learner, with the configured validation corpora loaded.
+pub async fn learner(
+    settings: &Settings,
+    store: &SqlStore,
+    model: Arc<ModelHandle>,
+    rules: Arc<RulesHandle>,
+    metrics: &Metrics,
+) -> anyhow::Result<Learner> {
+    let paths = settings.model.validation_corpora.clone();
+    let validation = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let corpus = Corpus::load(&paths).context("cannot load model.validation_corpora")?;
+        Ok(corpus.validation().cloned().collect())
+    })
+    .await
+    .context("corpus loader failed")??;
+    let lead_store: Arc<dyn LeadStore> = Arc::new(store.clone());
+    Ok(Learner::new(lead_store, model, rules, validation, metrics.clone()))
 }
 
 impl App {
@@ -64,7 +117,12 @@ impl App {
             idle_poll: Duration::from_millis(settings.triage.idle_poll_ms),
             routing: settings.routing(),
         };
-        let triage = TriageWorker::new(queue, lead_store, Arc::clone(&rules), triage_settings, metrics.clone(), wake);
-        Ok(Self { store, metrics, rules, intake, triage })
+        let mut triage =
+            TriageWorker::new(queue, lead_store, Arc::clone(&rules), triage_settings, metrics.clone(), wake);
+        let model = if settings.model.enabled { Some(model_handle(settings, &store, &metrics).await?) } else { None };
+        if let Some(model) = &model {
+            triage = triage.with_model(Arc::clone(model));
+        }
+        Ok(Self { store, metrics, rules, model, intake, triage })
     }
 }

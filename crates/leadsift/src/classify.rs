@@ -3,9 +3,11 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use leadsift_core::{Classification, Classifier, Message, SenderStanding};
 use leadsift_formats::{parse_item, parse_json_lines, read_inputs};
+use leadsift_model::CombinedClassifier;
 use leadsift_rules::RuleSet;
 use serde_json::json;
 
@@ -19,6 +21,9 @@ pub struct ClassifyArgs {
     /// Rules file to use instead of the configured one.
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// Rules alone, without the ML model.
+    #[arg(long)]
+    no_model: bool,
     /// Files, folders, Maildirs, mboxes, archives; `-` reads event JSON lines from stdin.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -61,6 +66,11 @@ pub fn run(settings: &Settings, args: ClassifyArgs) -> anyhow::Result<ExitCode> 
         Some(path) => RuleSet::load(&path).map_err(|errors| anyhow::anyhow!("invalid rules file:\n{errors}"))?,
         None => RuleSet::builtin(),
     };
+    let classifier: Box<dyn Classifier> = if settings.model.enabled && !args.no_model {
+        Box::new(CombinedClassifier::new(rules, Arc::new(crate::app::load_model(settings)?)))
+    } else {
+        Box::new(rules)
+    };
     let options = settings.parse_options();
     let standing = SenderStanding::default();
     let mut output = Output { out: BufWriter::new(std::io::stdout().lock()), json: args.json };
@@ -71,7 +81,7 @@ pub fn run(settings: &Settings, args: ClassifyArgs) -> anyhow::Result<ExitCode> 
     if !stdin_requested.is_empty() {
         for (origin, parsed) in parse_json_lines(std::io::stdin().lock(), "-", &options) {
             match parsed {
-                Ok(message) => output.verdict(&origin, &message, &rules.classify(&message, &standing))?,
+                Ok(message) => output.verdict(&origin, &message, &classifier.classify(&message, &standing))?,
                 Err(error) => {
                     failed += 1;
                     output.error(&origin, &error.to_string())?;
@@ -84,7 +94,7 @@ pub fn run(settings: &Settings, args: ClassifyArgs) -> anyhow::Result<ExitCode> 
             parse_item(&item, &options).map(|m| (item.origin.clone(), m)).map_err(|e| (item.origin, e.to_string()))
         });
         match outcome {
-            Ok((origin, message)) => output.verdict(&origin, &message, &rules.classify(&message, &standing))?,
+            Ok((origin, message)) => output.verdict(&origin, &message, &classifier.classify(&message, &standing))?,
             Err((origin, error)) => {
                 failed += 1;
                 output.error(&origin, &error)?;

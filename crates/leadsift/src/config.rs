@@ -21,6 +21,8 @@ pub struct Settings {
     #[serde(default)]
     pub rules: RulesSettings,
     #[serde(default)]
+    pub model: ModelSettings,
+    #[serde(default)]
     pub intake: IntakeSettings,
     #[serde(default)]
     pub http: HttpSettings,
@@ -91,6 +93,31 @@ pub struct RulesSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Combine the ML model with the rules (false: rules alone).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Model directory (`model.json.gz`, `metadata.json`); when it does not
+    /// exist the model built into the binary (a copy of `models/default`) is used.
+    #[serde(default = "default_model_path")]
+    pub path: PathBuf,
+    /// Learn from managers' feedback while `leadsift run` runs.
+    #[serde(default = "default_true")]
+    pub learn: bool,
+    /// Seconds between checks for new feedback.
+    #[serde(default = "default_learn_interval_secs")]
+    pub learn_interval_secs: u64,
+    /// Seconds between checks for a model version another process accepted.
+    #[serde(default = "default_model_refresh_secs")]
+    pub refresh_secs: u64,
+    /// Labelled corpora (see `leadsift train`) whose validation split is part
+    /// of the validation set a model update must not get worse on.
+    #[serde(default)]
+    pub validation_corpora: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IntakeSettings {
     /// Folder watched for new `.eml`/`.json`/mbox files; empty string disables it.
     #[serde(default = "default_drop_folder")]
@@ -153,6 +180,18 @@ fn default_rules_path() -> PathBuf {
 fn default_rules_poll_ms() -> u64 {
     1000
 }
+fn default_true() -> bool {
+    true
+}
+fn default_model_path() -> PathBuf {
+    PathBuf::from("models/default")
+}
+fn default_learn_interval_secs() -> u64 {
+    60
+}
+fn default_model_refresh_secs() -> u64 {
+    10
+}
 fn default_drop_folder() -> PathBuf {
     PathBuf::from("inbox")
 }
@@ -178,7 +217,15 @@ macro_rules! default_from_serde {
         }
     )*};
 }
-default_from_serde!(DatabaseSettings, QueueSettings, TriageSettings, RulesSettings, IntakeSettings, HttpSettings);
+default_from_serde!(
+    DatabaseSettings,
+    QueueSettings,
+    TriageSettings,
+    RulesSettings,
+    ModelSettings,
+    IntakeSettings,
+    HttpSettings
+);
 
 impl Settings {
     /// Loads `file` (required if given), then `LEADSIFT__…` overrides, then
@@ -221,6 +268,8 @@ impl Settings {
         anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
         anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
+        anyhow::ensure!(self.model.learn_interval_secs > 0, "model.learn_interval_secs must be at least 1");
+        anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
         Ok(())
     }
 
@@ -243,6 +292,11 @@ impl Settings {
             max_text_bytes: self.intake.max_text_bytes,
             ..leadsift_formats::ParseOptions::default()
         }
+    }
+
+    /// The model directory if it exists; `None` means the built-in model.
+    pub fn model_dir(&self) -> Option<PathBuf> {
+        self.model.path.join(leadsift_model::model::MODEL_FILE).exists().then(|| self.model.path.clone())
     }
 
     /// The rules file if it exists; `None` means the built-in rules.

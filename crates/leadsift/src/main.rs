@@ -7,6 +7,7 @@ mod classify;
 mod config;
 mod http;
 mod import;
+mod model_cmd;
 mod run;
 
 use std::path::PathBuf;
@@ -56,6 +57,15 @@ enum Command {
     /// Input that could not be processed.
     #[command(subcommand)]
     Quarantine(admin::QuarantineCommand),
+    /// Train the ML model on labelled corpora and write it to a model directory.
+    Train(model_cmd::TrainArgs),
+    /// Masscheck-style report of rules, model and both on labelled corpora.
+    Eval(model_cmd::EvalArgs),
+    /// Label a stored message with its true class; the model learns from it.
+    Learn(model_cmd::LearnArgs),
+    /// The model's update history.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
 }
 
 fn init_logging() {
@@ -111,6 +121,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Blacklist(command) => admin::list(&settings, leadsift_core::ListKind::Blacklist, command).await,
         Command::Allowlist(command) => admin::list(&settings, leadsift_core::ListKind::Allowlist, command).await,
         Command::Quarantine(command) => admin::quarantine(&settings, command).await,
+        Command::Train(args) => model_cmd::train_command(&settings, args),
+        Command::Eval(args) => model_cmd::eval_command(&settings, args),
+        Command::Learn(args) => model_cmd::learn_command(&settings, args).await,
+        Command::Model(command) => model_cmd::model_command(&settings, command).await,
         Command::Rules(_) => unreachable!("handled above"),
     }
 }

@@ -2,9 +2,11 @@
 //! token; the first one to fail stops the rest.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use leadsift_core::LeadStore;
 use leadsift_pipeline::dropfolder::DropFolder;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             rules.watch(poll, token).await;
             Ok("rules watcher")
         });
+    }
+    if let Some(model) = &app.model {
+        let store: Arc<dyn LeadStore> = Arc::new(app.store.clone());
+        let token = shutdown.clone();
+        let interval = Duration::from_secs(settings.model.refresh_secs);
+        let watched = Arc::clone(model);
+        tasks.spawn(async move {
+            watched.watch(store, interval, token).await;
+            Ok("model watcher")
+        });
+        if settings.model.learn {
+            let learner =
+                crate::app::learner(&settings, &app.store, Arc::clone(model), app.rules.clone(), &app.metrics).await?;
+            let token = shutdown.clone();
+            let interval = Duration::from_secs(settings.model.learn_interval_secs);
+            tasks.spawn(async move {
+                learner.run(interval, token).await;
+                Ok("model learner")
+            });
+        }
     }
     if !settings.intake.drop_folder.as_os_str().is_empty() {
         let folder = DropFolder::new(settings.intake.drop_folder.clone());

@@ -3,21 +3,26 @@
 //! ```text
 //! cargo run --release -p leadsift --bin leadsift-bench -- classify PATH...
 //! cargo run --release -p leadsift --bin leadsift-bench -- import PATH...
+//! cargo run --release -p leadsift --bin leadsift-bench -- model [--model DIR]
 //! ```
 //! `classify` reads every input into memory first, then parses the raw
-//! bytes and classifies them with the built-in rules on one thread, several
-//! rounds; it reports messages per second. `import` runs the real
+//! bytes and classifies them with the built-in rules and model (or rules
+//! alone with `--no-model`) on one thread, several rounds; it reports
+//! messages per second. `model` reports the model's load time and the
+//! memory the loaded model takes (resident-set growth). `import` runs the real
 //! `leadsift import` binary into a fresh SQLite database per round and
 //! reports messages stored per second of wall time (process start included).
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use leadsift_core::{Classifier, SenderStanding};
 use leadsift_formats::{ParseOptions, parse_item, read_inputs};
+use leadsift_model::{CombinedClassifier, Model};
 use leadsift_rules::RuleSet;
 
 #[derive(Debug, Parser)]
@@ -28,12 +33,18 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
-    /// Parse from raw bytes + rules-only classification, one thread.
+    /// Parse from raw bytes + rules + model classification, one thread.
     Classify {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Model directory (default: the built-in model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Rules alone.
+        #[arg(long)]
+        no_model: bool,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -47,6 +58,14 @@ enum Bench {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Model load time and the memory the loaded model takes.
+    Model {
+        /// Model directory (default: models/default).
+        #[arg(long, default_value = "models/default")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -56,12 +75,51 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().bench {
-        Bench::Classify { rounds, rules, paths } => classify(rounds, rules, &paths),
+        Bench::Classify { rounds, rules, model, no_model, paths } => {
+            let model = if no_model {
+                None
+            } else {
+                Some(Arc::new(match model {
+                    Some(dir) => Model::load(&dir)?,
+                    None => Model::builtin().clone(),
+                }))
+            };
+            classify(rounds, rules, model, &paths)
+        }
+        Bench::Model { model, rounds } => model_load(&model, rounds),
         Bench::Import { rounds, leadsift, paths } => import(rounds, leadsift, &paths),
     }
 }
 
-fn classify(rounds: usize, rules: Option<PathBuf>, paths: &[PathBuf]) -> anyhow::Result<()> {
+/// Resident set size of this process, in bytes (Linux).
+fn resident_bytes() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
+    let pages: u64 = statm.split_whitespace().nth(1).context("statm has no resident field")?.parse()?;
+    Ok(pages * 4096)
+}
+
+fn model_load(dir: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    let mut growth = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let before = resident_bytes()?;
+        let started = Instant::now();
+        let model = Model::load(dir)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        growth.push((resident_bytes()?.saturating_sub(before)) as f64 / 1e6);
+        drop(model);
+    }
+    println!(
+        "model {}: load median {:.1} ms (max {:.1} ms), resident growth of the first load {:.1} MB",
+        dir.display(),
+        median(times.clone()),
+        times.iter().copied().fold(0.0, f64::max),
+        growth[0]
+    );
+    Ok(())
+}
+
+fn classify(rounds: usize, rules: Option<PathBuf>, model: Option<Arc<Model>>, paths: &[PathBuf]) -> anyhow::Result<()> {
     let options = ParseOptions::default();
     let items: Vec<_> = read_inputs(paths, &options).filter_map(Result::ok).collect();
     anyhow::ensure!(!items.is_empty(), "no inputs found");
@@ -69,6 +127,10 @@ fn classify(rounds: usize, rules: Option<PathBuf>, paths: &[PathBuf]) -> anyhow:
     let rules = match rules {
         Some(path) => RuleSet::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => RuleSet::builtin(),
+    };
+    let classifier: Box<dyn Classifier> = match &model {
+        Some(model) => Box::new(CombinedClassifier::new(rules, Arc::clone(model))),
+        None => Box::new(rules),
     };
     let standing = SenderStanding::default();
     let mut rates = Vec::new();
@@ -78,7 +140,7 @@ fn classify(rounds: usize, rules: Option<PathBuf>, paths: &[PathBuf]) -> anyhow:
         let mut classified = 0usize;
         for item in &items {
             if let Ok(message) = parse_item(item, &options) {
-                let verdict = rules.classify(&message, &standing).verdict;
+                let verdict = classifier.classify(&message, &standing).verdict;
                 classified += 1;
                 if round == 0 {
                     *counts.entry(verdict.to_string()).or_insert(0usize) += 1;
@@ -94,7 +156,8 @@ fn classify(rounds: usize, rules: Option<PathBuf>, paths: &[PathBuf]) -> anyhow:
         );
     }
     println!(
-        "classify: {} inputs ({:.1} MB), median {:.0} msg/s, best {:.0} msg/s, one thread; verdicts {counts:?}",
+        "classify ({}): {} inputs ({:.1} MB), median {:.0} msg/s, best {:.0} msg/s, one thread; verdicts {counts:?}",
+        if model.is_some() { "rules + model" } else { "rules only" },
         items.len(),
         bytes as f64 / 1e6,
         median(rates.clone()),
