@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cli;
+mod feedback;
 mod pipeline;
 mod store_conformance;

@@ -7,6 +7,7 @@ use leadsift_core::{
     LeadStore, ListKind, Message, Nacked, NewListEntry, PhoneNumber, Published, Quarantined, Queue, Reason,
     ReasonOrigin, Route, RoutingPolicy, Sender, SourceRef, StageMove, TriageWrite, Triaged, Verdict,
 };
+use leadsift_core::{FeedbackOrigin, NewFeedback, NewModelVersion, StoreError};
 use leadsift_integration_tests::TestDb;
 use leadsift_store::SqlStore;
 
@@ -47,6 +48,8 @@ conformance!(
     quarantine_keeps_raw_input,
     duplicate_triage_writes_nothing_twice,
     concurrent_batches_from_one_sender_share_one_contact_and_lead,
+    feedback_from_moves_and_labels_is_kept_in_order,
+    model_versions_keep_accepted_models_and_refusals,
 );
 
 fn email_message(key: &str, from: &str, subject: &str) -> Message {
@@ -455,4 +458,72 @@ async fn concurrent_batches_from_one_sender_share_one_contact_and_lead(db: &Test
         assert_eq!(leads.len(), 1, "round {round}: one open lead for the sender");
         assert_eq!(leads[0].message_count, 32);
     }
+}
+
+async fn feedback_from_moves_and_labels_is_kept_in_order(db: &TestDb) {
+    let store = &db.store;
+    let write =
+        triage_one(store, classified(email_message("fb@x", "c@firm.example", "price?"), Verdict::Inquiry, 0.99)).await;
+    let TriageWrite::Stored { message_id, lead_id: Some(lead), .. } = write else { panic!("{write:?}") };
+    let to = |stage, junk_reason| StageMove { lead_id: lead, to: stage, junk_reason, actor: "anna".into(), note: None };
+    store.move_lead(&to(LeadStage::Junk, Some(JunkReason::Spam)), Utc::now()).await.unwrap();
+    store.move_lead(&to(LeadStage::ContactClient, None), Utc::now()).await.unwrap();
+    // Duplicate and "other" say nothing about the text; an ordinary move neither.
+    store.move_lead(&to(LeadStage::Junk, Some(JunkReason::Duplicate)), Utc::now()).await.unwrap();
+    store.move_lead(&to(LeadStage::Qualification, None), Utc::now()).await.unwrap();
+    let label =
+        NewFeedback { message_id, label: Verdict::NonTarget, origin: FeedbackOrigin::Learn, actor: "boss".into() };
+    store.record_feedback(&label, Utc::now()).await.unwrap();
+    let missing = store.record_feedback(&NewFeedback { message_id: 999_999, ..label.clone() }, Utc::now()).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+
+    let all = store.feedback(0, 100).await.unwrap();
+    let labels: Vec<_> = all.iter().map(|f| (f.label, f.origin, f.actor.as_str())).collect();
+    assert_eq!(
+        labels,
+        vec![
+            (Verdict::Spam, FeedbackOrigin::LeadMove, "anna"),
+            (Verdict::Inquiry, FeedbackOrigin::LeadMove, "anna"),
+            (Verdict::Inquiry, FeedbackOrigin::LeadMove, "anna"),
+            (Verdict::NonTarget, FeedbackOrigin::Learn, "boss"),
+        ]
+    );
+    assert!(all.iter().all(|f| f.message_id == message_id && f.message.subject.as_deref() == Some("price?")));
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let rest = store.feedback(all[1].id, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(store.feedback(all[0].id, 1).await.unwrap()[0].id, all[1].id);
+
+    // The lead is in qualification now: its message counts as a worked inquiry.
+    let worked = store.worked_lead_messages(10).await.unwrap();
+    assert_eq!(worked.len(), 1);
+    assert_eq!(worked[0].subject.as_deref(), Some("price?"));
+}
+
+async fn model_versions_keep_accepted_models_and_refusals(db: &TestDb) {
+    let store = &db.store;
+    assert_eq!(store.current_model_id().await.unwrap(), None);
+    assert!(store.current_model().await.unwrap().is_none());
+    let version = |accepted: bool, upto: i64, model: Option<Vec<u8>>| NewModelVersion {
+        name: "default+feedback".into(),
+        feedback_upto: upto,
+        feedback_used: upto,
+        accepted,
+        note: if accepted { "accepted".into() } else { "refused: worse".into() },
+        figures: "{}".into(),
+        model,
+    };
+    let first = store.record_model_version(&version(true, 3, Some(vec![1, 2, 3, 0, 255])), Utc::now()).await.unwrap();
+    let refused = store.record_model_version(&version(false, 5, None), Utc::now()).await.unwrap();
+    assert!(refused > first);
+    assert_eq!(store.current_model_id().await.unwrap(), Some(first));
+    let (current, bytes) = store.current_model().await.unwrap().unwrap();
+    assert_eq!((current.id, current.accepted, current.feedback_upto), (first, true, 3));
+    assert_eq!(bytes, vec![1, 2, 3, 0, 255]);
+    let history = store.model_versions(10).await.unwrap();
+    let summary: Vec<_> = history.iter().map(|v| (v.id, v.accepted, v.note.as_str())).collect();
+    assert_eq!(summary, vec![(refused, false, "refused: worse"), (first, true, "accepted")]);
+    let newer = store.record_model_version(&version(true, 6, Some(vec![9; 700_000])), Utc::now()).await.unwrap();
+    assert_eq!(store.current_model_id().await.unwrap(), Some(newer));
+    assert_eq!(store.current_model().await.unwrap().unwrap().1.len(), 700_000);
 }
