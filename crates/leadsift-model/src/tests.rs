@@ -125,6 +125,18 @@ fn the_builtin_model_loads_and_classifies() {
         let c = classifier.classify(&message(channel, None, text), &SenderStanding::default());
         assert!((0.0..=1.0).contains(&c.confidence));
     }
+    // A huge mixed-script text with emoji and a binary attachment costs no
+    // more than its capped prefix (the rules cap their input too).
+    let mut huge = message(Channel::Email, Some("Счёт 💰 invoice"), &"Привет hello мир 🔥 world ".repeat(400_000));
+    huge.attachments.push(leadsift_core::Attachment {
+        name: Some("setup.exe".into()),
+        mime_type: "application/x-msdownload".into(),
+        size: 50_000_000,
+    });
+    let started = std::time::Instant::now();
+    let c = classifier.classify(&huge, &SenderStanding::default());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(c.reasons.iter().any(|r| r.rule.starts_with("model:")), "{c:?}");
 }
 
 /// The shared corpora, or `None` (a failure under `CI=true`).
