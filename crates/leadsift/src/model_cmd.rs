@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// Naive Bayes additive smoothing.
     #[arg(long, default_value_t = TrainSettings::default().alpha)]
     alpha: f64,
+    /// Message text tokenised at most, in bytes (scoring time grows with it).
+    #[arg(long, default_value_t = TrainSettings::default().features.max_text_bytes)]
+    max_text_bytes: usize,
     /// Largest validation ham→spam false-positive rate the calibration may accept.
     #[arg(long, default_value_t = TrainSettings::default().max_ham_spam_fp_rate)]
     max_fp: f64,
@@ -146,7 +149,11 @@ pub fn train_command(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exi
     let defaults = TrainSettings::default();
     let mut train_settings = TrainSettings {
         name,
-        features: leadsift_model::FeatureSettings { dimension_bits: args.bits, ..defaults.features },
+        features: leadsift_model::FeatureSettings {
+            dimension_bits: args.bits,
+            max_text_bytes: args.max_text_bytes,
+            ..defaults.features
+        },
         alpha: args.alpha,
         max_ham_spam_fp_rate: args.max_fp,
         compare_logistic: args.compare_logistic,

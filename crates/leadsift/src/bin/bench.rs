@@ -45,6 +45,9 @@ enum Bench {
         /// Rules alone.
         #[arg(long)]
         no_model: bool,
+        /// Parse every message once up front and time classification alone.
+        #[arg(long)]
+        preparsed: bool,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -75,7 +78,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().bench {
-        Bench::Classify { rounds, rules, model, no_model, paths } => {
+        Bench::Classify { rounds, rules, model, no_model, preparsed, paths } => {
             let model = if no_model {
                 None
             } else {
@@ -84,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                     None => Model::builtin().clone(),
                 }))
             };
-            classify(rounds, rules, model, &paths)
+            classify(rounds, rules, model, preparsed, &paths)
         }
         Bench::Model { model, rounds } => model_load(&model, rounds),
         Bench::Import { rounds, leadsift, paths } => import(rounds, leadsift, &paths),
@@ -119,7 +122,13 @@ fn model_load(dir: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn classify(rounds: usize, rules: Option<PathBuf>, model: Option<Arc<Model>>, paths: &[PathBuf]) -> anyhow::Result<()> {
+fn classify(
+    rounds: usize,
+    rules: Option<PathBuf>,
+    model: Option<Arc<Model>>,
+    preparsed: bool,
+    paths: &[PathBuf],
+) -> anyhow::Result<()> {
     let options = ParseOptions::default();
     let items: Vec<_> = read_inputs(paths, &options).filter_map(Result::ok).collect();
     anyhow::ensure!(!items.is_empty(), "no inputs found");
@@ -133,17 +142,30 @@ fn classify(rounds: usize, rules: Option<PathBuf>, model: Option<Arc<Model>>, pa
         None => Box::new(rules),
     };
     let standing = SenderStanding::default();
+    let parsed: Option<Vec<_>> =
+        preparsed.then(|| items.iter().filter_map(|item| parse_item(item, &options).ok()).collect());
     let mut rates = Vec::new();
     let mut counts = std::collections::BTreeMap::new();
     for round in 0..rounds.max(1) {
         let started = Instant::now();
         let mut classified = 0usize;
-        for item in &items {
-            if let Ok(message) = parse_item(item, &options) {
-                let verdict = classifier.classify(&message, &standing).verdict;
-                classified += 1;
-                if round == 0 {
-                    *counts.entry(verdict.to_string()).or_insert(0usize) += 1;
+        let mut record = |verdict: leadsift_core::Verdict| {
+            classified += 1;
+            if round == 0 {
+                *counts.entry(verdict.to_string()).or_insert(0usize) += 1;
+            }
+        };
+        match &parsed {
+            Some(messages) => {
+                for message in messages {
+                    record(classifier.classify(message, &standing).verdict);
+                }
+            }
+            None => {
+                for item in &items {
+                    if let Ok(message) = parse_item(item, &options) {
+                        record(classifier.classify(&message, &standing).verdict);
+                    }
                 }
             }
         }
@@ -156,8 +178,9 @@ fn classify(rounds: usize, rules: Option<PathBuf>, model: Option<Arc<Model>>, pa
         );
     }
     println!(
-        "classify ({}): {} inputs ({:.1} MB), median {:.0} msg/s, best {:.0} msg/s, one thread; verdicts {counts:?}",
+        "classify ({}{}): {} inputs ({:.1} MB), median {:.0} msg/s, best {:.0} msg/s, one thread; verdicts {counts:?}",
         if model.is_some() { "rules + model" } else { "rules only" },
+        if preparsed { ", parsed beforehand" } else { ", parse included" },
         items.len(),
         bytes as f64 / 1e6,
         median(rates.clone()),
