@@ -65,7 +65,7 @@ impl Default for FeatureSettings {
     fn default() -> Self {
         Self {
             dimension_bits: 17,
-            max_text_bytes: 4 * 1024,
+            max_text_bytes: 2 * 1024,
             char_ngram_bytes: 1024,
             char_ngram_min: 3,
             char_ngram_max: 5,
