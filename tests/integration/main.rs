@@ -4,5 +4,6 @@
 
 mod cli;
 mod feedback;
+mod model_cli;
 mod pipeline;
 mod store_conformance;
