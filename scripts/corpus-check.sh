@@ -34,3 +34,20 @@ for archive in "$corpora"/*/*.tar.gz "$corpora"/*/*.mbox.gz; do
   lines=$("$bin" classify --json "$archive" 2>/dev/null | wc -l || true)
   echo "corpus-check: $(basename "$archive"): $lines lines"
 done
+
+# The shipped model on the fixed validation split: rules + model must stay
+# within the false-positive budget and keep its recorded quality.
+"$bin" eval --json "$corpora" 2>/dev/null > "$work/eval.json"
+python3 - "$work/eval.json" <<'PY'
+import json, sys
+document = json.load(open(sys.argv[1]))
+reports = {v["variant"]: v["report"] for v in document["variants"]}
+for name, r in reports.items():
+    spam = next(c for c in r["classes"] if c["class"] == "spam")
+    print(f"corpus-check: eval {name}: {r['total']} validation messages, macro F1 {r['macro_f1']:.4f}, "
+          f"spam F1 {spam['f1']:.4f}, ham→spam {r['ham_as_spam']}/{r['ham_total']} = {100 * r['ham_spam_fp_rate']:.3f}%")
+combined = reports["rules + model"]
+assert combined["ham_spam_fp_rate"] <= 0.0015, combined["ham_spam_fp_rate"]
+assert combined["macro_f1"] >= 0.94, combined["macro_f1"]
+assert combined["macro_f1"] > reports["rules only"]["macro_f1"], "the model must help"
+PY

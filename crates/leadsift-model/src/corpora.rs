@@ -161,8 +161,24 @@ impl Corpus {
         Self::load(&dirs)
     }
 
-    /// Adds one corpus path.
+    /// Adds one corpus path. A folder that is no corpus itself but holds
+    /// known corpus folders (like `../shared/corpora`) adds each of them.
     pub fn add_path(&mut self, path: &Path) -> Result<(), ModelError> {
+        if CorpusKind::detect(path).is_none() && path.is_dir() {
+            let mut known: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && CorpusKind::detect(p).is_some())
+                .collect();
+            if !known.is_empty() {
+                known.sort();
+                for corpus in known {
+                    self.add_path(&corpus)?;
+                }
+                return Ok(());
+            }
+        }
         let kind = CorpusKind::detect(path).unwrap_or(CorpusKind::ByFolder);
         let mut sink = Sink::new(kind.name(path), path);
         kind.load(path, &mut sink)?;
