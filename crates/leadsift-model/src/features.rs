@@ -59,6 +59,11 @@ pub struct FeatureSettings {
     /// Count each distinct feature once per message (binarised multinomial
     /// Naive Bayes): repetition in long mail otherwise swamps everything else.
     pub binary: bool,
+    /// Shape features: the mail's MIME type and missing standard headers,
+    /// shouting (capitals), exclamation marks and money signs in the subject
+    /// and text. Off in models trained before they existed.
+    #[serde(default)]
+    pub shape_features: bool,
 }
 
 impl Default for FeatureSettings {
@@ -74,6 +79,7 @@ impl Default for FeatureSettings {
             word_bigrams: true,
             structural_weight: 3,
             binary: true,
+            shape_features: true,
         }
     }
 }
@@ -200,6 +206,9 @@ impl Featurizer {
         let structural = self.settings.structural_weight;
         let mut flag = |name: &str| emit(self.bucket(hash_str(NS_STRUCT, name)), structural);
         structural_features(message, self.settings.max_text_bytes, &mut flag);
+        if self.settings.shape_features {
+            shape_features(message, self.settings.max_text_bytes, &mut flag);
+        }
 
         let mut state = TokenState::default();
         if let Some(subject) = message.subject.as_deref() {
@@ -473,6 +482,70 @@ fn structural_features(message: &Message, max_text_bytes: usize, flag: &mut dyn 
     flag(LENGTH[bucket_of(message.text.len(), &[1, 40, 200, 1000, 5000])]);
     if message.subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
         flag("subject:none");
+    }
+}
+
+/// Capitals, exclamation marks and money signs of a text, as `prefix:` flags.
+fn text_shape(prefix: &str, text: &str, flag: &mut dyn FnMut(&str)) {
+    let (mut letters, mut upper, mut exclaims, mut money) = (0usize, 0usize, 0usize, 0usize);
+    for c in text.chars() {
+        if c.is_alphabetic() {
+            letters += 1;
+            upper += usize::from(c.is_uppercase());
+        } else if c == '!' {
+            exclaims += 1;
+        } else if matches!(c, '$' | '€' | '£' | '₽') {
+            money += 1;
+        }
+    }
+    let mut name = String::with_capacity(prefix.len() + 16);
+    let mut emit = |what: &str| {
+        name.clear();
+        name.push_str(prefix);
+        name.push_str(what);
+        flag(&name);
+    };
+    if letters >= 8 {
+        const CAPS: [&str; 4] = ["caps:<10%", "caps:10-30%", "caps:30-60%", "caps:60%+"];
+        emit(CAPS[bucket_of(upper * 100 / letters, &[10, 30, 60])]);
+    }
+    const EXCLAIMS: [&str; 4] = ["exclaim:0", "exclaim:1", "exclaim:2-4", "exclaim:5+"];
+    emit(EXCLAIMS[bucket_of(exclaims, &[1, 2, 5])]);
+    if money > 0 {
+        emit(if money > 2 { "money:3+" } else { "money:1-2" });
+    }
+}
+
+/// Generic shape of a message: how it is built rather than what it says.
+fn shape_features(message: &Message, max_text_bytes: usize, flag: &mut dyn FnMut(&str)) {
+    if let Some(subject) = message.subject.as_deref() {
+        text_shape("subject:", capped(subject, 1024), flag);
+    }
+    text_shape("text:", capped(&message.text, max_text_bytes), flag);
+    if message.channel != Channel::Email {
+        return;
+    }
+    let content_type = message.header("Content-Type").map(|v| {
+        let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "text/plain" => "mime:text_plain",
+            "text/html" => "mime:text_html",
+            "multipart/alternative" => "mime:multipart_alternative",
+            "multipart/mixed" => "mime:multipart_mixed",
+            "multipart/related" => "mime:multipart_related",
+            _ => "mime:other",
+        }
+    });
+    flag(content_type.unwrap_or("mime:none"));
+    for (header, missing) in
+        [("Message-ID", "header:no_message_id"), ("Date", "header:no_date"), ("To", "header:no_to")]
+    {
+        if message.header(header).is_none() {
+            flag(missing);
+        }
+    }
+    if message.header("X-Mailer").is_some() || message.header("User-Agent").is_some() {
+        flag("header:mailer");
     }
 }
 
