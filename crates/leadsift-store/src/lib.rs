@@ -12,6 +12,7 @@
 //! This crate must not know about rules, models or channels: it stores what
 //! the core types describe.
 
+mod channels;
 mod inbox;
 mod leads;
 mod lists;
@@ -35,6 +36,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use channels::{ImapCheckpoint, ImapFeedback, ImapOrigin, PendingImapAction};
 pub use inbox::InboxSettings;
 
 /// Which database a URL names.
@@ -167,17 +169,36 @@ impl SqlStore {
     /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock
     /// meanwhile, so workers starting together migrate once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let sql: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../migrations/sqlite/0001_init.sql"),
-            Backend::Postgres => include_str!("../migrations/postgres/0001_init.sql"),
-        };
-        let migrations = vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(sql),
-            false,
-        )];
+        let listed: [(i64, &'static str, &'static str, &'static str); 2] = [
+            (
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                3,
+                "channels",
+                include_str!("../migrations/sqlite/0003_channels.sql"),
+                include_str!("../migrations/postgres/0003_channels.sql"),
+            ),
+        ];
+        let migrations = listed
+            .into_iter()
+            .map(|(version, name, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect();
         let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
         migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.into()))
     }

@@ -24,6 +24,12 @@ pub struct Settings {
     pub intake: IntakeSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    /// IMAP accounts whose mail is read into the pipeline (none by default).
+    #[serde(default)]
+    pub imap: leadsift_imap::ImapSettings,
+    /// Emails to managers about new inquiry leads (off by default).
+    #[serde(default)]
+    pub notify: leadsift_notify::NotifySettings,
     /// Display names of the lead stages (Russian by default), keyed by stage id.
     #[serde(default)]
     pub stages: BTreeMap<String, String>,
@@ -221,6 +227,8 @@ impl Settings {
         anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
         anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
+        self.imap.validate()?;
+        self.notify.validate()?;
         Ok(())
     }
 
