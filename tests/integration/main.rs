@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cli;
+mod imap;
 mod pipeline;
 mod store_conformance;

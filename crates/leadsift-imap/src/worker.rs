@@ -208,7 +208,12 @@ impl FolderWorker {
                 self.store.commit_imap_batch(account, &self.folder, restart, &[], Utc::now()).await?;
                 0
             }
-            None => 0,
+            None => {
+                // First sight of the folder: remember its UIDVALIDITY from now on.
+                let start = ImapCheckpoint { uidvalidity, last_uid: 0 };
+                self.store.commit_imap_batch(account, &self.folder, start, &[], Utc::now()).await?;
+                0
+            }
         };
         let found = self.command("UID SEARCH", session.uid_search(format!("UID {}:*", last_uid + 1))).await?;
         // `n:*` always matches the highest UID, even below n.
