@@ -173,8 +173,11 @@ async fn appended_mail_is_triaged_acted_on_and_learnt_from() {
         .await;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM messages WHERE channel = 'email'").await, 3);
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM messages WHERE dedup_key LIKE '%in-1@client.example%' AND verdict = 'inquiry'")
-            .await,
+        count(
+            &db,
+            "SELECT COUNT(*) FROM messages WHERE dedup_key LIKE '%in-1@client.example%' AND verdict = 'inquiry'"
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -186,8 +189,11 @@ async fn appended_mail_is_triaged_acted_on_and_learnt_from() {
     // The broken mail is kept with its raw bytes and its IMAP origin.
     wait_until("quarantine", limit, &daemon, async || count(&db, "SELECT COUNT(*) FROM quarantine").await == 1).await;
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM quarantine WHERE origin LIKE 'imap://sales@127.0.0.1/INBOX;UIDVALIDITY=%;UID=4'")
-            .await,
+        count(
+            &db,
+            "SELECT COUNT(*) FROM quarantine WHERE origin LIKE 'imap://sales@127.0.0.1/INBOX;UIDVALIDITY=%;UID=4'"
+        )
+        .await,
         1
     );
     assert_eq!(checkpoint(&db, "INBOX").await.map(|c| c.1), Some(4));
@@ -274,12 +280,10 @@ async fn sigkill_mid_batch_then_restart_stores_every_mail_once() {
     let Some(dovecot) = Dovecot::start() else { return };
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
-    let mails: Vec<String> = (0..MAILS)
-        .map(|i| if i % 3 == 0 { spam(&format!("k-{i}")) } else { inquiry(&format!("k-{i}")) })
-        .collect();
+    let mails: Vec<String> =
+        (0..MAILS).map(|i| if i % 3 == 0 { spam(&format!("k-{i}")) } else { inquiry(&format!("k-{i}")) }).collect();
     dovecot.append("INBOX", &mails).await;
-    let config =
-        write_config(dir.path(), &db, &dovecot.account_toml("sales", "batch_size = 10\npoll_secs = 1\n"));
+    let config = write_config(dir.path(), &db, &dovecot.account_toml("sales", "batch_size = 10\npoll_secs = 1\n"));
 
     let daemon = Daemon::start(&config);
     wait_until("some progress", Duration::from_secs(60), &daemon, async || {
@@ -321,11 +325,8 @@ async fn uidvalidity_change_rereads_without_loss_or_duplicates() {
     session.logout().await.ok();
     let old: Vec<String> = (0..3).map(|i| inquiry(&format!("uv-old-{i}"))).collect();
     dovecot.append("Sales", &old).await;
-    let config = write_config(
-        dir.path(),
-        &db,
-        &dovecot.account_toml("sales", "folders = [\"Sales\"]\npoll_secs = 1\n"),
-    );
+    let config =
+        write_config(dir.path(), &db, &dovecot.account_toml("sales", "folders = [\"Sales\"]\npoll_secs = 1\n"));
     let daemon = Daemon::start(&config);
     let limit = Duration::from_secs(30);
     wait_until("old mail", limit, &daemon, async || count(&db, "SELECT COUNT(*) FROM messages").await == 3).await;

@@ -4,5 +4,6 @@
 
 mod cli;
 mod imap;
+mod notify;
 mod pipeline;
 mod store_conformance;

@@ -186,7 +186,8 @@ fn is_root() -> bool {
 }
 
 fn nogroup() -> String {
-    let ok = Command::new("getent").args(["group", "nogroup"]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let ok =
+        Command::new("getent").args(["group", "nogroup"]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
     if ok { "nogroup".into() } else { "nobody".into() }
 }
 
@@ -209,6 +210,10 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start() -> Option<SmtpSink> {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Option<SmtpSink> {
         // Debian's python3-aiosmtpd lives with the system interpreter.
         let python = ["/usr/bin/python3", "python3"]
             .into_iter()
@@ -218,7 +223,6 @@ impl SmtpSink {
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let log = dir.path().join("aiosmtpd.log");
         let mut child = Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
