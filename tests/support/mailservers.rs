@@ -6,6 +6,8 @@
 //! `CI=true` / `LEADSIFT_TEST_REQUIRE_SERVICES=1`, where it fails with a
 //! message saying how to install it (`scripts/services.sh` does).
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
