@@ -150,10 +150,10 @@ impl Dovecot {
         session.logout().await.ok();
     }
 
-    /// UIDs and flags of the mail in `folder`.
+    /// UIDs and flags of the mail in `folder` (none if it does not exist).
     pub async fn list(&self, folder: &str) -> Vec<(u32, Vec<String>)> {
         let mut session = self.session().await;
-        let mailbox = session.select(folder).await.expect("SELECT");
+        let Ok(mailbox) = session.select(folder).await else { return Vec::new() };
         if mailbox.exists == 0 {
             return Vec::new();
         }

@@ -153,6 +153,9 @@ impl ImapIntake {
         registry: &Registry,
     ) -> Result<Self, ImapError> {
         settings.validate()?;
+        for account in &settings.accounts {
+            account.password()?;
+        }
         let metrics = ImapMetrics::register(registry).map_err(|e| ImapError::Config {
             account: String::new(),
             reason: format!("cannot register IMAP metrics: {e}"),

@@ -188,7 +188,17 @@ impl FolderWorker {
     /// Catches the folder up from its checkpoint, then runs pending actions.
     async fn sync(&self, session: &mut Session, can_move: bool) -> Result<(), ImapError> {
         let account = self.account.name.as_str();
-        let mailbox = self.command("SELECT", session.select(&self.folder)).await?;
+        let mailbox = match self.command("SELECT", session.select(&self.folder)).await {
+            // A learning folder is ours to offer: create it so people can file mail into it.
+            Err(ImapError::Protocol { source: async_imap::error::Error::No(_), .. })
+                if matches!(self.mode, FolderMode::Learn(_)) =>
+            {
+                tracing::info!("creating the missing learning folder");
+                self.command("CREATE", session.create(&self.folder)).await?;
+                self.command("SELECT", session.select(&self.folder)).await?
+            }
+            selected => selected?,
+        };
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| ImapError::Server {
             operation: "SELECT",
             detail: format!("no UIDVALIDITY for folder {:?}", self.folder),
