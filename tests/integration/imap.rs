@@ -388,3 +388,41 @@ async fn unreachable_server_is_retried_without_crashing() {
     .await;
     assert!(daemon.is_running());
 }
+
+/// TLS (rustls): an IMAPS server whose self-signed certificate is trusted
+/// through `ca_file` is read like any other; without it the handshake fails
+/// with a clear error and is retried.
+#[tokio::test]
+async fn tls_server_is_read_with_its_ca_file_and_refused_without() {
+    let Some((dovecot, cert)) = Dovecot::start_tls() else { return };
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let account = |name: &str, ca: &str| {
+        format!(
+            "[[imap.accounts]]\nname = \"{name}\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\n{ca}\
+             username = \"sales\"\npassword_env = \"LEADSIFT_TEST_IMAP_PASSWORD\"\nbackoff_initial_ms = 200\n\
+             backoff_max_ms = 1000\ntimeout_secs = 5\npoll_secs = 1\n",
+            dovecot.tls_port.unwrap()
+        )
+    };
+    let trusted = account("trusted", &format!("ca_file = \"{}\"\n", cert.display()));
+    let untrusted = account("untrusted", "");
+    let config = write_config(dir.path(), &db, &format!("{trusted}{untrusted}"));
+    let daemon = Daemon::start(&config);
+    let limit = Duration::from_secs(20);
+    wait_until("a TLS session", limit, &daemon, async || daemon.log_count("IMAP connected") >= 1).await;
+    dovecot.append("INBOX", &[inquiry("tls-1")]).await;
+    wait_until("the mail read over TLS", limit, &daemon, async || {
+        count(&db, "SELECT COUNT(*) FROM messages").await == 1
+    })
+    .await;
+    wait_until("a refused handshake", limit, &daemon, async || {
+        daemon.log_count("TLS handshake with IMAP server localhost") >= 1
+    })
+    .await;
+    assert!(daemon.log_text().contains("account=untrusted"), "{}", daemon.log_text());
+    let metrics = daemon.metrics().await;
+    assert!(metrics.contains("leadsift_imap_errors_total{account=\"untrusted\",kind=\"tls\"}"), "{metrics}");
+    assert!(!metrics.contains("leadsift_imap_errors_total{account=\"trusted\""), "{metrics}");
+    assert!(checkpoint(&db, "INBOX").await.is_some(), "the trusted account synced INBOX");
+}

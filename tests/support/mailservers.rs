@@ -50,9 +50,13 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path, what: &str) {
 /// A Dovecot serving one passwd-file user over plain IMAP on 127.0.0.1.
 #[derive(Debug)]
 pub struct Dovecot {
+    /// Plain IMAP.
     pub port: u16,
+    /// IMAPS, for servers started with [`Dovecot::start_tls`].
+    pub tls_port: Option<u16>,
     child: Child,
     dir: tempfile::TempDir,
+    certs: Option<tempfile::TempDir>,
 }
 
 impl Dovecot {
@@ -74,8 +78,56 @@ impl Dovecot {
         Self::start_with(free_port(), "imap_capability = IMAP4rev1 LITERAL+ SASL-IR UIDPLUS MOVE\n")
     }
 
+    /// Plain IMAP plus implicit TLS (IMAPS, `tls_port`) with a fresh
+    /// certificate for `localhost` signed by a fresh test CA; returns the
+    /// server and the CA certificate's PEM path.
+    pub fn start_tls() -> Option<(Dovecot, PathBuf)> {
+        let certs = tempfile::tempdir().expect("temp dir");
+        let path = |name: &str| certs.path().join(name);
+        std::fs::write(path("leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
+        let steps: [&[&str]; 3] = [
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=leadsift test CA"],
+            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"],
+            &["x509", "-req", "-days", "1", "-CAcreateserial"],
+        ];
+        let files: [Vec<String>; 3] = [
+            vec!["-keyout".into(), "ca.key".into(), "-out".into(), "ca.pem".into()],
+            vec!["-keyout".into(), "key.pem".into(), "-out".into(), "leaf.csr".into()],
+            ["-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-extfile", "leaf.ext", "-out", "cert.pem"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for (args, files) in steps.iter().zip(&files) {
+            let status = Command::new("openssl")
+                .args(*args)
+                .args(files)
+                .current_dir(certs.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                skip_or_fail("openssl", "apt-get install openssl");
+                return None;
+            }
+        }
+        let tls = format!(
+            "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+            path("cert.pem").display(),
+            path("key.pem").display()
+        );
+        let mut dovecot = Self::launch(free_port(), &tls, Some(free_port()))?;
+        let ca = path("ca.pem");
+        dovecot.certs = Some(certs);
+        Some((dovecot, ca))
+    }
+
     /// Starts on `port` with `extra` lines appended to the config.
     pub fn start_with(port: u16, extra: &str) -> Option<Dovecot> {
+        Self::launch(port, extra, None)
+    }
+
+    /// Plain IMAP on `port` (what the test helpers use), IMAPS on `tls_port` if given.
+    fn launch(port: u16, extra: &str, tls_port: Option<u16>) -> Option<Dovecot> {
         let Some(binary) = Self::binary() else {
             skip_or_fail("Dovecot", "apt-get install dovecot-imapd");
             return None;
@@ -95,14 +147,18 @@ impl Dovecot {
         }
         std::fs::write(root.join("passwd"), format!("{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}::::::\n")).unwrap();
         let r = root.display();
+        let (ssl, tls_listener_port) = match tls_port {
+            Some(tls_port) => ("", tls_port),
+            None => ("ssl = no\n", 0),
+        };
         let config = format!(
             "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\nprotocols = imap\n\
-             listen = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             listen = 127.0.0.1\n{ssl}disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
              mail_location = maildir:{r}/mail/%u\nfirst_valid_uid = 1\nmail_uid = {user}\nmail_gid = {group}\n\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {r}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={user} gid={group} home={r}/mail/%u\n}}\n\
              service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n\
-             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             inet_listener imaps {{\n    address = 127.0.0.1\n    port = {tls_listener_port}\n    ssl = yes\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n}}\n{extra}"
         );
         std::fs::write(root.join("dovecot.conf"), config).unwrap();
@@ -116,7 +172,10 @@ impl Dovecot {
             .spawn()
             .expect("start dovecot");
         wait_for_port(port, &mut child, &log, "dovecot");
-        Some(Dovecot { port, child, dir })
+        if let Some(tls_port) = tls_port {
+            wait_for_port(tls_port, &mut child, &log, "dovecot (IMAPS)");
+        }
+        Some(Dovecot { port, tls_port, child, dir, certs: None })
     }
 
     /// The `[[imap.accounts]]` table for this server, polling as configured.

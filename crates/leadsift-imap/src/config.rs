@@ -42,6 +42,10 @@ pub struct ImapAccount {
     /// `tls` (default) or `plain`.
     #[serde(default)]
     pub security: ImapSecurity,
+    /// PEM file of extra CA certificates to trust for this server (a private
+    /// CA or a self-signed certificate), on top of Mozilla's roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Login name.
     pub username: String,
     /// Login password. Prefer `password_env` so the file holds no secret.

@@ -160,7 +160,8 @@ impl FolderWorker {
                 let name = rustls::pki_types::ServerName::try_from(self.account.host.clone()).map_err(|e| {
                     ImapError::Config { account: self.account.name.clone(), reason: format!("bad TLS host name: {e}") }
                 })?;
-                let tls = tokio::time::timeout(timeout, tls_connector()?.connect(name, tcp))
+                let connector = tls_connector(&self.account)?;
+                let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
                     .await
                     .map_err(|_| timed_out("TLS handshake"))?
                     .map_err(|source| ImapError::Tls { address: address.clone(), source })?;
@@ -479,11 +480,25 @@ impl FolderWorker {
     }
 }
 
-fn tls_connector() -> Result<TlsConnector, ImapError> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+fn tls_connector(account: &ImapAccount) -> Result<TlsConnector, ImapError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |reason: String| ImapError::Config { account: account.name.clone(), reason };
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = &account.ca_file {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| invalid(format!("cannot read ca_file {}: {e}", path.display())))?;
+        if certificates.is_empty() {
+            return Err(invalid(format!("ca_file {} holds no PEM certificate", path.display())));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| invalid(format!("ca_file {}: {e}", path.display())))?;
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ImapError::Config { account: String::new(), reason: format!("TLS setup: {e}") })?
+        .map_err(|e| invalid(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))
@@ -509,7 +524,18 @@ mod tests {
     }
 
     #[test]
-    fn tls_connector_builds_with_bundled_roots() {
-        tls_connector().unwrap();
+    fn tls_connector_builds_with_bundled_roots_and_rejects_a_bad_ca_file() {
+        let mut account: ImapAccount =
+            serde_json::from_value(serde_json::json!({"name": "a", "host": "h", "username": "u"})).unwrap();
+        tls_connector(&account).unwrap();
+        let dir = std::env::temp_dir().join(format!("leadsift-imap-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        account.ca_file = Some(file);
+        let Err(error) = tls_connector(&account) else { panic!("a bad ca_file must be refused") };
+        let error = error.to_string();
+        assert!(error.contains("no PEM certificate"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
