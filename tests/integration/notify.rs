@@ -81,6 +81,7 @@ async fn new_inquiry_emails_its_manager_and_spam_emails_nobody() {
         mails.iter().find(|(_, to, _)| MANAGERS.contains(&to.as_str())).expect("a manager email");
     assert_eq!(from, "crm@our.example");
     assert_eq!(to, MANAGERS[lead_id as usize % 2], "round-robin by lead id");
+    eprintln!("manager email:\n{}", manager_mail.text);
     let subject = manager_mail.subject.clone().unwrap_or_default();
     assert!(subject.contains(&format!("Новый лид #{lead_id}")), "{subject}");
     for needle in [sender.as_str(), "Источник:", "Причины:", inquiry.subject.as_deref().unwrap_or_default()]

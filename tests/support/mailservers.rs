@@ -64,6 +64,15 @@ impl Dovecot {
         ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"].iter().map(PathBuf::from).find(|p| p.exists())
     }
 
+    /// Whether Dovecot is installed; when it is not, fails under CI and says the test is skipped otherwise.
+    pub fn installed() -> bool {
+        let found = Self::binary().is_some();
+        if !found {
+            skip_or_fail("Dovecot", "apt-get install dovecot-imapd");
+        }
+        found
+    }
+
     /// Starts on a free port, or `None` (skip) when Dovecot is missing and not required.
     pub fn start() -> Option<Dovecot> {
         Self::start_on(free_port())
