@@ -272,9 +272,19 @@ async fn server_without_idle_is_polled() {
 /// every mail is stored exactly once.
 #[tokio::test]
 async fn sigkill_mid_batch_then_restart_stores_every_mail_once() {
-    const MAILS: i64 = 400;
     let Some(dovecot) = Dovecot::start() else { return };
-    let db = TestDb::sqlite().await;
+    sigkill_mid_batch(dovecot, TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_sigkill_mid_batch_then_restart_stores_every_mail_once() {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let Some(db) = TestDb::postgres().await else { return };
+    sigkill_mid_batch(dovecot, db).await;
+}
+
+async fn sigkill_mid_batch(dovecot: Dovecot, db: TestDb) {
+    const MAILS: i64 = 400;
     let dir = tempfile::tempdir().unwrap();
     let mails: Vec<String> =
         (0..MAILS).map(|i| if i % 3 == 0 { spam(&format!("k-{i}")) } else { inquiry(&format!("k-{i}")) }).collect();
