@@ -14,10 +14,11 @@
 
 pub mod config;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use leadsift_core::{Channel, Lead, Message, StoreError};
+use leadsift_core::{Channel, Lead, LeadStage, Message, StoreError};
 use leadsift_store::SqlStore;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
@@ -89,6 +90,8 @@ pub struct Notifier {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     metrics: NotifyMetrics,
+    /// Display names of stages (the daemon's `[stages]`); defaults otherwise.
+    stage_names: BTreeMap<LeadStage, String>,
 }
 
 impl Notifier {
@@ -113,7 +116,13 @@ impl Notifier {
         }
         let metrics = NotifyMetrics::register(registry)
             .map_err(|e| NotifyError::Config(format!("cannot register notification metrics: {e}")))?;
-        Ok(Self { transport: builder.build(), from, settings, store, metrics })
+        Ok(Self { transport: builder.build(), from, settings, store, metrics, stage_names: BTreeMap::new() })
+    }
+
+    /// Stage names to show instead of the built-in Russian ones.
+    pub fn with_stage_names(mut self, names: BTreeMap<LeadStage, String>) -> Self {
+        self.stage_names = names;
+        self
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -214,7 +223,7 @@ impl Notifier {
             .to(to)
             .subject(format!("Новый лид #{}: {}", lead.id, one_line(&lead.title)))
             .header(ContentType::TEXT_PLAIN)
-            .body(manager_body(lead, first))
+            .body(manager_body(lead, first, self.stage_names.get(&lead.stage).map(String::as_str)))
             .map_err(|e| build(e.to_string()))
     }
 
@@ -276,11 +285,12 @@ fn one_line(text: &str) -> String {
 }
 
 /// The notification text: summary, contact, source, reasons, the message.
-pub fn manager_body(lead: &Lead, first: Option<&Message>) -> String {
+/// `stage_name` overrides the stage's built-in display name.
+pub fn manager_body(lead: &Lead, first: Option<&Message>, stage_name: Option<&str>) -> String {
     use std::fmt::Write;
     let mut body = String::new();
     let _ = writeln!(body, "Новый лид #{}: {}", lead.id, one_line(&lead.title));
-    let _ = writeln!(body, "Стадия: {}", lead.stage.default_display_name());
+    let _ = writeln!(body, "Стадия: {}", stage_name.unwrap_or(lead.stage.default_display_name()));
     if lead.needs_review {
         let note = lead.review_note.as_deref().unwrap_or("классификатор не уверен");
         let _ = writeln!(body, "Требует проверки: {note}");
@@ -366,9 +376,16 @@ mod tests {
         let mut message = Message::new(Channel::Email, DedupKey::from_stored("k".into()), Utc::now());
         message.subject = Some("Фасад".into());
         message.text = "Сколько стоит?".into();
-        let body = manager_body(&lead(), Some(&message));
-        for needle in ["#7", "ivan@client.example", "yandex", "fasad_moscow", "inquiry.price_request", "Сколько стоит?"]
-        {
+        let body = manager_body(&lead(), Some(&message), Some("Позвонить"));
+        for needle in [
+            "Стадия: Позвонить",
+            "#7",
+            "ivan@client.example",
+            "yandex",
+            "fasad_moscow",
+            "inquiry.price_request",
+            "Сколько стоит?",
+        ] {
             assert!(body.contains(needle), "{needle} missing in:\n{body}");
         }
     }

@@ -25,7 +25,10 @@ pub fn spawn(
         });
     }
     if settings.notify.enabled {
-        let notifier = leadsift_notify::Notifier::new(settings.notify.clone(), app.store.clone(), registry)?;
+        let stage_names =
+            leadsift_core::LeadStage::ALL.iter().map(|stage| (*stage, settings.stage_name(*stage))).collect();
+        let notifier = leadsift_notify::Notifier::new(settings.notify.clone(), app.store.clone(), registry)?
+            .with_stage_names(stage_names);
         let token = shutdown.clone();
         tasks.spawn(async move {
             notifier.run(token).await?;
