@@ -42,3 +42,6 @@ if command -v psql >/dev/null 2>&1; then
   fi
 fi
 echo "services: PostgreSQL ready on 127.0.0.1:5432"
+
+# Dovecot (IMAP tests) and aiosmtpd (notification tests).
+"$(dirname "$0")/dovecot.sh"

@@ -2,8 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod channel_state;
 mod cli;
 mod feedback;
 mod model_cli;
+mod imap;
+mod notify;
 mod pipeline;
 mod store_conformance;

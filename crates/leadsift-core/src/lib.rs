@@ -20,6 +20,7 @@ pub mod message;
 pub mod names;
 pub mod queue;
 pub mod routing;
+pub mod secret;
 pub mod store;
 pub mod verdict;
 
@@ -32,5 +33,6 @@ pub use message::{Attachment, CallInfo, Channel, DedupKey, Header, Message, Send
 pub use names::UnknownName;
 pub use queue::{Delivery, DeliveryId, Nacked, Published, Queue, QueueError};
 pub use routing::{Route, RoutingPolicy};
+pub use secret::Secret;
 pub use store::{LeadStore, MessageCounts, Quarantined, StoreError, StoredMessage, TriageWrite, Triaged};
 pub use verdict::{Classification, Evidence, Reason, ReasonOrigin, ScoringPolicy, Verdict};

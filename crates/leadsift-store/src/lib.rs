@@ -12,6 +12,7 @@
 //! This crate must not know about rules, models or channels: it stores what
 //! the core types describe.
 
+mod channels;
 mod feedback;
 mod inbox;
 mod leads;
@@ -36,6 +37,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use channels::{ImapCheckpoint, ImapFeedback, ImapOrigin, PendingImapAction};
 pub use inbox::InboxSettings;
 
 /// Which database a URL names.
@@ -115,6 +117,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "feedback",
         include_str!("../migrations/sqlite/0002_feedback.sql"),
         include_str!("../migrations/postgres/0002_feedback.sql"),
+    ),
+    (
+        3,
+        "channels",
+        include_str!("../migrations/sqlite/0003_channels.sql"),
+        include_str!("../migrations/postgres/0003_channels.sql"),
     ),
 ];
 

@@ -26,6 +26,12 @@ pub struct Settings {
     pub intake: IntakeSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    /// IMAP accounts whose mail is read into the pipeline (none by default).
+    #[serde(default)]
+    pub imap: leadsift_imap::ImapSettings,
+    /// Emails to managers about new inquiry leads (off by default).
+    #[serde(default)]
+    pub notify: leadsift_notify::NotifySettings,
     /// Display names of the lead stages (Russian by default), keyed by stage id.
     #[serde(default)]
     pub stages: BTreeMap<String, String>,
@@ -270,6 +276,8 @@ impl Settings {
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
         anyhow::ensure!(self.model.learn_interval_secs > 0, "model.learn_interval_secs must be at least 1");
         anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
+        self.imap.validate()?;
+        self.notify.validate()?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod app;
+mod channels;
 mod classify;
 mod config;
 mod http;

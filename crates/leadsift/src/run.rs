@@ -71,6 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok("drop folder")
         });
     }
+    crate::channels::spawn(&settings, &app, &shutdown, &mut tasks)?;
     let state = HttpState { store: app.store.clone(), metrics: app.metrics.clone(), rules: app.rules.clone() };
     let token = shutdown.clone();
     tasks.spawn(async move {
