@@ -11,12 +11,14 @@
 //! This crate knows the core traits, the rules engine and the input
 //! formats; it does not know which database or broker is behind the traits.
 
+pub mod attribution;
 pub mod dropfolder;
 pub mod intake;
 pub mod metrics;
 pub mod rules_handle;
 pub mod triage;
 
+pub use attribution::{Attribution, AttributionTarget};
 pub use intake::{Intake, IntakeReport};
 pub use metrics::Metrics;
 pub use rules_handle::RulesHandle;

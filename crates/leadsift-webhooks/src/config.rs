@@ -41,6 +41,13 @@ pub struct WebhookSettings {
     /// Requests waiting for the publisher at most; beyond it requests get 503.
     #[serde(default = "default_publish_backlog")]
     pub publish_backlog: usize,
+    /// A call of at most this many seconds counts as short (for spotting robodialers).
+    #[serde(default = "default_short_call_max_secs")]
+    pub short_call_max_secs: u32,
+    /// How far back a caller's short calls are counted, in seconds; the count goes to the
+    /// `X-Leadsift-Recent-Short-Calls` header the rules read.
+    #[serde(default = "default_short_call_window_secs")]
+    pub short_call_window_secs: u64,
     /// `POST /intake/event` (leadsift event JSON).
     #[serde(default)]
     pub event: EventSettings,
@@ -149,6 +156,12 @@ fn default_publish_batch() -> usize {
 }
 fn default_publish_backlog() -> usize {
     8192
+}
+fn default_short_call_max_secs() -> u32 {
+    15
+}
+fn default_short_call_window_secs() -> u64 {
+    600
 }
 fn default_honeypot_field() -> String {
     "website".into()

@@ -28,7 +28,7 @@ pub(crate) async fn handle(State(state): State<HookState>, headers: HeaderMap, b
         None => return state.reject(ENDPOINT, &WebhookError::Unauthorized("no `Authorization: Bearer` token")),
     }
     match parse_event_json(&body, state.intake.options()) {
-        Ok(message) => state.accept(ENDPOINT, vec![state.cap(message)]).await,
+        Ok(message) => state.accept_call(ENDPOINT, state.cap(message)).await,
         Err(error) => state.malformed(ENDPOINT, None, error.to_string(), &body).await,
     }
 }

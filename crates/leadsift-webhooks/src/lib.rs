@@ -31,7 +31,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use leadsift_core::{Channel, Message, Published};
+use chrono::Duration as ChronoDuration;
+use leadsift_core::{Channel, Header, LeadStore, Message, Published};
 use leadsift_pipeline::{Intake, Metrics};
 use prometheus::IntCounterVec;
 use serde_json::json;
@@ -39,6 +40,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Secret, WebhookSettings};
 pub use publisher::{Publisher, PublisherTask};
+
+/// Header telephony intake sets on a call: how many short calls the same
+/// number made in the configured window before this one. The rule
+/// `CALL_REPEATED_SHORT` in rules/default.toml turns a high count into spam.
+pub const RECENT_SHORT_CALLS_HEADER: &str = "X-Leadsift-Recent-Short-Calls";
 
 /// Why a webhook request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -109,13 +115,20 @@ impl WebhookMetrics {
 }
 
 /// What every handler shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct HookState {
     pub settings: Arc<WebhookSettings>,
     pub intake: Intake,
+    pub store: Arc<dyn LeadStore>,
     pub publisher: Publisher,
     pub metrics: WebhookMetrics,
     pub rate_limiter: Arc<form::RateLimiter>,
+}
+
+impl std::fmt::Debug for HookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookState").field("settings", &self.settings).finish_non_exhaustive()
+    }
 }
 
 impl HookState {
@@ -163,6 +176,33 @@ impl HookState {
         self.metrics.requests.with_label_values(&[endpoint, outcome]).inc();
     }
 
+    /// Records on a call how many short calls its number made recently
+    /// (any such header the caller sent is replaced).
+    async fn mark_call_history(&self, message: &mut Message) -> Result<(), WebhookError> {
+        if message.channel != Channel::Call {
+            return Ok(());
+        }
+        message.headers.retain(|h| !h.name.eq_ignore_ascii_case(RECENT_SHORT_CALLS_HEADER));
+        let Some(phone) = &message.sender.phone else { return Ok(()) };
+        let window = ChronoDuration::seconds(i64::try_from(self.settings.short_call_window_secs).unwrap_or(i64::MAX));
+        let since = message.received_at - window;
+        let count = self
+            .store
+            .recent_short_calls(phone, since, self.settings.short_call_max_secs, &message.dedup_key)
+            .await
+            .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+        message.headers.push(Header { name: RECENT_SHORT_CALLS_HEADER.into(), value: count.to_string() });
+        Ok(())
+    }
+
+    /// [`Self::mark_call_history`], then [`Self::accept`].
+    async fn accept_call(&self, endpoint: &'static str, mut message: Message) -> Response {
+        if let Err(error) = self.mark_call_history(&mut message).await {
+            return self.reject(endpoint, &error);
+        }
+        self.accept(endpoint, vec![message]).await
+    }
+
     fn cap(&self, mut message: Message) -> Message {
         message.cap_text(self.intake.options().max_text_bytes);
         message
@@ -178,7 +218,7 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    pub fn new(settings: WebhookSettings, intake: Intake, metrics: &Metrics) -> Self {
+    pub fn new(settings: WebhookSettings, intake: Intake, store: Arc<dyn LeadStore>, metrics: &Metrics) -> Self {
         let metrics = WebhookMetrics::register(metrics);
         let (publisher, task) = Publisher::new(intake.clone(), settings.publish_backlog, settings.publish_batch);
         let poller = settings.telegram.polling.then(|| {
@@ -189,6 +229,7 @@ impl Webhooks {
             rate_limiter: Arc::new(form::RateLimiter::new(settings.form.rate_limit_per_minute)),
             settings: Arc::new(settings),
             intake,
+            store,
             publisher,
             metrics,
         };

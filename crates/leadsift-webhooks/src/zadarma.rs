@@ -80,7 +80,7 @@ pub(crate) async fn handle(State(state): State<HookState>, headers: HeaderMap, b
     match fields.get("event").map(String::as_str) {
         Some("NOTIFY_START") => state.ignored(ENDPOINT, "call started; NOTIFY_END carries the outcome"),
         Some("NOTIFY_END") => match call_message(&fields, &state.intake.options().default_region) {
-            Ok(message) => state.accept(ENDPOINT, vec![state.cap(message)]).await,
+            Ok(message) => state.accept_call(ENDPOINT, state.cap(message)).await,
             Err(error) => state.malformed(ENDPOINT, Some(Channel::Call), error, &body).await,
         },
         Some(other) if other.starts_with("NOTIFY_") => state.ignored(ENDPOINT, "event not used for intake"),

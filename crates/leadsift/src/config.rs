@@ -24,6 +24,10 @@ pub struct Settings {
     pub intake: IntakeSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    #[serde(default)]
+    pub webhooks: leadsift_webhooks::WebhookSettings,
+    #[serde(default)]
+    pub attribution: AttributionSettings,
     /// Display names of the lead stages (Russian by default), keyed by stage id.
     #[serde(default)]
     pub stages: BTreeMap<String, String>,
@@ -112,6 +116,30 @@ pub struct HttpSettings {
     /// Address of the HTTP server (`/healthz`, `/metrics`).
     #[serde(default = "default_listen")]
     pub listen: String,
+}
+
+/// `[attribution]`: which ad source and campaign each destination belongs to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionSettings {
+    /// One entry per tracking number, email address, bot, WhatsApp number or form.
+    #[serde(default)]
+    pub destinations: Vec<DestinationSettings>,
+}
+
+/// `[[attribution.destinations]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSettings {
+    /// `+74951234501` (tracking number), `sales@firm.ru`, `telegram:<bot username>`,
+    /// a WhatsApp business number, or `form:<form id>`.
+    pub destination: String,
+    /// Ad source (`yandex_direct`, `avito`, …); a message's own `utm_source` wins.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Campaign; a message's own `utm_campaign` wins.
+    #[serde(default)]
+    pub campaign: Option<String>,
 }
 
 fn default_database_url() -> String {
@@ -220,6 +248,9 @@ impl Settings {
         }
         anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
         anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
+        for d in &self.attribution.destinations {
+            anyhow::ensure!(!d.destination.trim().is_empty(), "attribution.destinations: empty destination");
+        }
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
         Ok(())
     }
@@ -248,6 +279,15 @@ impl Settings {
     /// The rules file if it exists; `None` means the built-in rules.
     pub fn rules_file(&self) -> Option<PathBuf> {
         self.rules.path.exists().then(|| self.rules.path.clone())
+    }
+
+    pub fn attribution(&self) -> leadsift_pipeline::Attribution {
+        let targets = self.attribution.destinations.iter().map(|d| {
+            let target =
+                leadsift_pipeline::AttributionTarget { source: d.source.clone(), campaign: d.campaign.clone() };
+            (d.destination.clone(), target)
+        });
+        leadsift_pipeline::Attribution::new(targets, &self.intake.default_region)
     }
 
     pub fn store_settings(&self) -> leadsift_store::StoreSettings {
