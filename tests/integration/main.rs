@@ -5,3 +5,4 @@
 mod cli;
 mod pipeline;
 mod store_conformance;
+mod webhooks;

@@ -93,14 +93,14 @@ async fn postgres_import_survives_sigkill() {
     import_survives_sigkill(db).await;
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: std::process::Child,
-    address: String,
+    pub(crate) address: String,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(config: &std::path::Path) -> Daemon {
+    pub(crate) fn start(config: &std::path::Path) -> Daemon {
         Self::spawn(leadsift_command().args(["--config", config.to_str().unwrap(), "run"]))
     }
 
@@ -122,11 +122,11 @@ impl Daemon {
         Daemon { child, address, log }
     }
 
-    fn log_contains(&self, needle: &str) -> bool {
+    pub(crate) fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let response = reqwest::get(format!("http://{}{path}", self.address)).await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
@@ -139,7 +139,7 @@ impl Drop for Daemon {
     }
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while !check().await {
         assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");

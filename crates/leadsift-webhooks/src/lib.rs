@@ -18,10 +18,10 @@ pub mod config;
 mod event;
 mod form;
 pub mod publisher;
-mod signature;
+pub mod signature;
 pub mod telegram;
 mod whatsapp;
-mod zadarma;
+pub mod zadarma;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,14 +10,14 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `sha256=<hex>` as Meta sends in `X-Hub-Signature-256`.
-pub(crate) fn hub_signature_256(secret: &[u8], body: &[u8]) -> String {
+pub fn hub_signature_256(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<sha2_hmac::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex_lower(&mac.finalize().into_bytes()))
 }
 
 /// Base64 (standard alphabet, padded) of HMAC-SHA1 over `data`.
-pub(crate) fn base64_hmac_sha1(secret: &[u8], data: &[u8]) -> String {
+pub fn base64_hmac_sha1(secret: &[u8], data: &[u8]) -> String {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(data);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())

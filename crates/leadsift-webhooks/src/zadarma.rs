@@ -48,6 +48,11 @@ pub(crate) async fn echo(State(state): State<HookState>, Query(query): Query<Has
     }
 }
 
+/// The `Signature` header value for these form fields (what a PBX sends).
+pub fn signature(secret: &str, fields: &HashMap<String, String>) -> String {
+    base64_hmac_sha1(secret.as_bytes(), signed_string(fields).as_bytes())
+}
+
 /// The string the signature covers (see the module docs).
 pub fn signed_string(fields: &HashMap<String, String>) -> String {
     let get = |name: &str| fields.get(name).map(String::as_str).unwrap_or_default();
@@ -73,7 +78,7 @@ pub(crate) async fn handle(State(state): State<HookState>, headers: HeaderMap, b
         return state.reject(ENDPOINT, &WebhookError::Unauthorized("body is not an urlencoded form"));
     };
     let fields: HashMap<String, String> = pairs.into_iter().collect();
-    let expected = base64_hmac_sha1(secret.expose().as_bytes(), signed_string(&fields).as_bytes());
+    let expected = signature(secret.expose(), &fields);
     if !constant_time_eq(&presented, expected.as_bytes()) {
         return state.reject(ENDPOINT, &WebhookError::Unauthorized("wrong Signature"));
     }
