@@ -209,6 +209,9 @@ impl HookState {
     }
 }
 
+/// A long-running task of the webhooks, ready to be spawned.
+pub type WebhookTask = std::pin::Pin<Box<dyn Future<Output = Result<(), WebhookError>> + Send>>;
+
 /// The webhook routes and the tasks behind them.
 #[derive(Debug)]
 pub struct Webhooks {
@@ -252,11 +255,8 @@ impl Webhooks {
 
     /// The long-running tasks (the group-commit publisher, the Telegram
     /// poller if enabled), each with its name; all stop on `shutdown`.
-    pub fn tasks(
-        self,
-        shutdown: CancellationToken,
-    ) -> Vec<(&'static str, std::pin::Pin<Box<dyn Future<Output = Result<(), WebhookError>> + Send>>)> {
-        let mut tasks: Vec<(&'static str, std::pin::Pin<Box<dyn Future<Output = _> + Send>>)> = Vec::new();
+    pub fn tasks(self, shutdown: CancellationToken) -> Vec<(&'static str, WebhookTask)> {
+        let mut tasks: Vec<(&'static str, WebhookTask)> = Vec::new();
         let token = shutdown.clone();
         let publisher = self.publisher;
         tasks.push((
