@@ -104,7 +104,7 @@ impl Daemon {
         Self::spawn(leadsift_command().args(["--config", config.to_str().unwrap(), "run"]))
     }
 
-    fn spawn(command: &mut std::process::Command) -> Daemon {
+    pub(crate) fn spawn(command: &mut std::process::Command) -> Daemon {
         let mut child = command.env("NO_COLOR", "1").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

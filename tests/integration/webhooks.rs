@@ -27,6 +27,10 @@ struct Setup {
 
 /// A daemon with every channel configured, plus `extra` config lines.
 async fn start(extra: &str) -> Setup {
+    start_with_env(extra, &[]).await
+}
+
+async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Setup {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("leadsift.toml");
@@ -74,7 +78,12 @@ source = "telegram_bot"
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&config);
+    let mut command = leadsift_integration_tests::leadsift_command();
+    command.args(["--config", config.to_str().unwrap(), "run"]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let daemon = Daemon::spawn(&mut command);
     Setup { db, daemon, client: reqwest::Client::new(), _dir: dir }
 }
 
@@ -130,7 +139,12 @@ fn telegram_update(update_id: i64, user_id: i64, text: &str) -> String {
 
 #[tokio::test]
 async fn telegram_webhook_needs_the_secret_and_start_links_carry_the_campaign() {
-    let s = start(&format!("[webhooks.telegram]\nsecret_token = \"{TG_SECRET}\"\nbot_username = \"shop_bot\"\n")).await;
+    // The secret comes from the environment, as in production.
+    let s = start_with_env(
+        "[webhooks.telegram]\nbot_username = \"shop_bot\"\n",
+        &[("LEADSIFT__WEBHOOKS__TELEGRAM__SECRET_TOKEN", TG_SECRET)],
+    )
+    .await;
     let inquiry = telegram_update(1, 58_112_093, "Здравствуйте! Сколько стоит доставка в Казань?");
 
     let (status, body) =

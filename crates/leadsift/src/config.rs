@@ -324,6 +324,32 @@ mod tests {
     }
 
     #[test]
+    fn webhook_and_attribution_sections_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(
+            &file,
+            "[webhooks.zadarma]\nsecret = \"s3cret\"\n[[attribution.destinations]]\n\
+             destination = \"8 (495) 123-45-01\"\nsource = \"avito\"\ncampaign = \"spring\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert_eq!(settings.webhooks.zadarma.secret.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{settings:?}").contains("s3cret"), "secrets are redacted");
+        let mut message = leadsift_core::Message::new(
+            leadsift_core::Channel::Call,
+            leadsift_core::DedupKey::from_stored("k".into()),
+            chrono::Utc::now(),
+        );
+        message.destination = Some("+74951234501".into());
+        assert!(settings.attribution().apply(&mut message));
+        assert_eq!(message.utm.source.as_deref(), Some("avito"));
+
+        std::fs::write(&file, "[[attribution.destinations]]\ndestination = \"x\"\nsorce = \"y\"\n").unwrap();
+        assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("sorce"));
+    }
+
+    #[test]
     fn file_and_override_apply() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("leadsift.toml");
