@@ -415,6 +415,10 @@ async fn bad_input_gets_401_413_or_400_with_a_quarantine_record() {
         "{metrics}"
     );
     assert!(metrics.contains("leadsift_quarantined_total{stage=\"intake\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("leadsift_webhook_requests_total{endpoint=\"event\",outcome=\"too_large\"} 1"),
+        "{metrics}"
+    );
 
     // A good event goes through and is attributed to its tracking number.
     let (status, body) = s.post("/intake/event", &[("Authorization", &auth)], event).await;

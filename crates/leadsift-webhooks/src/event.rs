@@ -4,6 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use leadsift_formats::parse_event_json;
@@ -13,7 +14,15 @@ use crate::{HookState, WebhookError};
 
 const ENDPOINT: &str = "event";
 
-pub(crate) async fn handle(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State(state): State<HookState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match state.body(ENDPOINT, body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let Some(token) = &state.settings.event.token else {
         return state.reject(ENDPOINT, &WebhookError::NotConfigured);
     };

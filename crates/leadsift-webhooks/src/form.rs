@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -112,9 +113,13 @@ pub(crate) async fn handle(
     State(state): State<HookState>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let origin = cors_origin(&state, &headers);
+    let body = match state.body(ENDPOINT, body) {
+        Ok(body) => body,
+        Err(response) => return with_cors(response, origin),
+    };
     with_cors(submit(&state, connect.as_ref().map(|e| &e.0), &headers, &body).await, origin)
 }
 

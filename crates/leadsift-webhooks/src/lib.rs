@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -147,6 +148,22 @@ impl HookState {
             }
             Err(error) => self.reject(endpoint, &error),
         }
+    }
+
+    /// The request body, or the response to a body that could not be read
+    /// (413 over `max_body_bytes`), counted like every other outcome.
+    fn body(
+        &self,
+        endpoint: &'static str,
+        body: Result<axum::body::Bytes, BytesRejection>,
+    ) -> Result<axum::body::Bytes, Response> {
+        body.map_err(|rejection| {
+            let status = rejection.status();
+            let outcome = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "unreadable_body" };
+            self.count(endpoint, outcome);
+            tracing::warn!(endpoint, %status, error = %rejection.body_text(), "webhook body rejected");
+            rejection.into_response()
+        })
     }
 
     /// 200 for a request that carried nothing to store (status callbacks, NOTIFY_START).

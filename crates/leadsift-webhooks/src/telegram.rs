@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -98,7 +99,15 @@ pub fn update_message(update: &Update, bot_username: &str) -> Option<Message> {
     Some(message)
 }
 
-pub(crate) async fn handle(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State(state): State<HookState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match state.body(ENDPOINT, body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let Some(secret) = &state.settings.telegram.secret_token else {
         return state.reject(ENDPOINT, &WebhookError::NotConfigured);
     };

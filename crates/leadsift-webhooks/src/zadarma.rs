@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -65,7 +66,15 @@ pub fn signed_string(fields: &HashMap<String, String>) -> String {
     signed
 }
 
-pub(crate) async fn handle(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State(state): State<HookState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match state.body(ENDPOINT, body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let Some(secret) = &state.settings.zadarma.secret else {
         return state.reject(ENDPOINT, &WebhookError::NotConfigured);
     };
