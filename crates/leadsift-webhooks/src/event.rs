@@ -21,7 +21,7 @@ pub(crate) async fn handle(
 ) -> Response {
     let body = match state.body(ENDPOINT, body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(token) = &state.settings.event.token else {
         return state.reject(ENDPOINT, &WebhookError::NotConfigured);

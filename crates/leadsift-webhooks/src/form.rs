@@ -118,7 +118,7 @@ pub(crate) async fn handle(
     let origin = cors_origin(&state, &headers);
     let body = match state.body(ENDPOINT, body) {
         Ok(body) => body,
-        Err(response) => return with_cors(response, origin),
+        Err(response) => return with_cors(*response, origin),
     };
     with_cors(submit(&state, connect.as_ref().map(|e| &e.0), &headers, &body).await, origin)
 }

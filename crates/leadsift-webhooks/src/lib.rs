@@ -156,13 +156,13 @@ impl HookState {
         &self,
         endpoint: &'static str,
         body: Result<axum::body::Bytes, BytesRejection>,
-    ) -> Result<axum::body::Bytes, Response> {
+    ) -> Result<axum::body::Bytes, Box<Response>> {
         body.map_err(|rejection| {
             let status = rejection.status();
             let outcome = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "unreadable_body" };
             self.count(endpoint, outcome);
             tracing::warn!(endpoint, %status, error = %rejection.body_text(), "webhook body rejected");
-            rejection.into_response()
+            Box::new(rejection.into_response())
         })
     }
 

@@ -159,7 +159,7 @@ pub(crate) async fn handle(
 ) -> Response {
     let body = match state.body(ENDPOINT, body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(secret) = &state.settings.whatsapp.app_secret else {
         return state.reject(ENDPOINT, &WebhookError::NotConfigured);
