@@ -208,7 +208,8 @@ async fn daemon_hot_reloads_rules_keeps_old_ones_on_error_and_serves_metrics() {
     // Bad input in the drop folder is quarantined, not lost, and the daemon goes on.
     std::fs::write(inbox.join("bad.json"), "{not json").unwrap();
     wait_for("quarantine", async || count(&db, "SELECT COUNT(*) FROM quarantine").await == 1).await;
-    assert!(inbox.join(".failed").read_dir().unwrap().count() == 1);
+    // The file is moved after its quarantine record is written: wait for the move too.
+    wait_for("the file in .failed", async || inbox.join(".failed").read_dir().unwrap().count() == 1).await;
     let (_, metrics) = daemon.get("/metrics").await;
     for expected in [
         "leadsift_messages_triaged_total{channel=\"email\",verdict=\"non_target\"} 2",
