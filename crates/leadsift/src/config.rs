@@ -248,6 +248,15 @@ impl Settings {
         }
         anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
         anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
+        let hooks = &self.webhooks;
+        anyhow::ensure!(
+            !hooks.telegram.polling || hooks.telegram.bot_token.is_some(),
+            "webhooks.telegram.polling needs webhooks.telegram.bot_token"
+        );
+        anyhow::ensure!(
+            hooks.publish_batch > 0 && hooks.publish_backlog > 0,
+            "webhooks.publish_batch and publish_backlog must be at least 1"
+        );
         for d in &self.attribution.destinations {
             anyhow::ensure!(!d.destination.trim().is_empty(), "attribution.destinations: empty destination");
         }
@@ -345,6 +354,8 @@ mod tests {
         assert!(settings.attribution().apply(&mut message));
         assert_eq!(message.utm.source.as_deref(), Some("avito"));
 
+        std::fs::write(&file, "[webhooks.telegram]\npolling = true\n").unwrap();
+        assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("bot_token"));
         std::fs::write(&file, "[[attribution.destinations]]\ndestination = \"x\"\nsorce = \"y\"\n").unwrap();
         assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("sorce"));
     }
