@@ -5,8 +5,9 @@
 mod channel_state;
 mod cli;
 mod feedback;
-mod model_cli;
 mod imap;
+mod model_cli;
 mod notify;
 mod pipeline;
 mod store_conformance;
+mod webhooks;

@@ -93,18 +93,18 @@ async fn postgres_import_survives_sigkill() {
     import_survives_sigkill(db).await;
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: std::process::Child,
-    address: String,
+    pub(crate) address: String,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(config: &std::path::Path) -> Daemon {
+    pub(crate) fn start(config: &std::path::Path) -> Daemon {
         Self::spawn(leadsift_command().args(["--config", config.to_str().unwrap(), "run"]))
     }
 
-    fn spawn(command: &mut std::process::Command) -> Daemon {
+    pub(crate) fn spawn(command: &mut std::process::Command) -> Daemon {
         let mut child = command.env("NO_COLOR", "1").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -122,11 +122,11 @@ impl Daemon {
         Daemon { child, address, log }
     }
 
-    fn log_contains(&self, needle: &str) -> bool {
+    pub(crate) fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let response = reqwest::get(format!("http://{}{path}", self.address)).await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
@@ -139,7 +139,7 @@ impl Drop for Daemon {
     }
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while !check().await {
         assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
@@ -208,7 +208,8 @@ async fn daemon_hot_reloads_rules_keeps_old_ones_on_error_and_serves_metrics() {
     // Bad input in the drop folder is quarantined, not lost, and the daemon goes on.
     std::fs::write(inbox.join("bad.json"), "{not json").unwrap();
     wait_for("quarantine", async || count(&db, "SELECT COUNT(*) FROM quarantine").await == 1).await;
-    assert!(inbox.join(".failed").read_dir().unwrap().count() == 1);
+    // The file is moved after its quarantine record is written: wait for the move too.
+    wait_for("the file in .failed", async || inbox.join(".failed").read_dir().unwrap().count() == 1).await;
     let (_, metrics) = daemon.get("/metrics").await;
     for expected in [
         "leadsift_messages_triaged_total{channel=\"email\",verdict=\"non_target\"} 2",

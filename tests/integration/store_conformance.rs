@@ -50,6 +50,7 @@ conformance!(
     concurrent_batches_from_one_sender_share_one_contact_and_lead,
     feedback_from_moves_and_labels_is_kept_in_order,
     model_versions_keep_accepted_models_and_refusals,
+    recent_short_calls_count_only_short_calls_from_that_number_in_the_window,
 );
 
 fn email_message(key: &str, from: &str, subject: &str) -> Message {
@@ -526,4 +527,37 @@ async fn model_versions_keep_accepted_models_and_refusals(db: &TestDb) {
     let newer = store.record_model_version(&version(true, 6, Some(vec![9; 700_000])), Utc::now()).await.unwrap();
     assert_eq!(store.current_model_id().await.unwrap(), Some(newer));
     assert_eq!(store.current_model().await.unwrap().unwrap().1.len(), 700_000);
+}
+
+async fn recent_short_calls_count_only_short_calls_from_that_number_in_the_window(db: &TestDb) {
+    let store = &db.store;
+    let robodialer = PhoneNumber::parse("+79031112233", "RU").unwrap();
+    let now = Utc::now();
+    let call = |key: &str, phone: &str, duration_secs: u32, minutes_ago: i64| {
+        let mut m = Message::new(
+            Channel::Call,
+            DedupKey::from_upstream_id(Channel::Call, key),
+            now - Duration::minutes(minutes_ago),
+        );
+        m.sender.phone = Some(PhoneNumber::parse(phone, "RU").unwrap());
+        m.call = Some(CallInfo { duration_secs, answered: duration_secs > 0 });
+        classified(m, Verdict::Inquiry, 0.9)
+    };
+    let batch = vec![
+        call("short-1", "+79031112233", 0, 1),
+        call("short-2", "+79031112233", 4, 3),
+        call("long", "+79031112233", 300, 2),
+        call("old", "+79031112233", 2, 60),
+        call("other", "+79035554433", 1, 1),
+    ];
+    store.record_triage(&batch, now).await.unwrap();
+    let since = now - Duration::minutes(10);
+    let this_call = DedupKey::from_upstream_id(Channel::Call, "new");
+    assert_eq!(store.recent_short_calls(&robodialer, since, 15, &this_call).await.unwrap(), 2);
+    // The call being counted is not counted again on redelivery.
+    let redelivered = DedupKey::from_upstream_id(Channel::Call, "short-1");
+    assert_eq!(store.recent_short_calls(&robodialer, since, 15, &redelivered).await.unwrap(), 1);
+    assert_eq!(store.recent_short_calls(&robodialer, since, 400, &this_call).await.unwrap(), 3);
+    let nobody = PhoneNumber::parse("+79160000000", "RU").unwrap();
+    assert_eq!(store.recent_short_calls(&nobody, since, 15, &this_call).await.unwrap(), 0);
 }

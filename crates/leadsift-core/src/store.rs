@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::feedback::{Feedback, ModelVersion, NewFeedback, NewModelVersion};
-use crate::identity::SourceRef;
+use crate::identity::{PhoneNumber, SourceRef};
 use crate::lead::{Lead, LeadFilter, StageChange, StageMove};
 use crate::lists::{ListAuditRecord, ListEntry, ListKind, NewListEntry, SenderStanding};
-use crate::message::{Channel, Message, Sender};
+use crate::message::{Channel, DedupKey, Message, Sender};
 use crate::routing::Route;
 use crate::verdict::{Classification, Verdict};
 
@@ -110,6 +110,18 @@ pub trait LeadStore: Send + Sync {
     /// Writes verdicts, leads, contacts and blacklist changes for a batch in
     /// one transaction. Idempotent on each message's dedup key.
     async fn record_triage(&self, batch: &[Triaged], at: DateTime<Utc>) -> Result<Vec<TriageWrite>, StoreError>;
+
+    /// Stored calls from `phone` received at or after `since` that lasted at
+    /// most `max_secs` (a call without a duration counts as short), not
+    /// counting the call `except`. Telephony intake uses it to mark
+    /// repeated short calls for the rules.
+    async fn recent_short_calls(
+        &self,
+        phone: &PhoneNumber,
+        since: DateTime<Utc>,
+        max_secs: u32,
+        except: &DedupKey,
+    ) -> Result<u32, StoreError>;
 
     /// Keeps input that could not be processed; returns its id.
     async fn quarantine(&self, record: &Quarantined) -> Result<i64, StoreError>;

@@ -13,6 +13,7 @@ use leadsift_formats::{InputKind, ParseOptions, parse_item, read_inputs};
 use tokio::sync::{Notify, mpsc};
 
 use crate::PipelineError;
+use crate::attribution::Attribution;
 use crate::metrics::Metrics;
 
 /// Raw bytes kept with a quarantine record at most.
@@ -46,6 +47,7 @@ pub struct Intake {
     metrics: Metrics,
     options: ParseOptions,
     wake: Arc<Notify>,
+    attribution: Arc<Attribution>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -67,7 +69,13 @@ impl Intake {
         options: ParseOptions,
         wake: Arc<Notify>,
     ) -> Self {
-        Self { queue, store, metrics, options, wake }
+        Self { queue, store, metrics, options, wake, attribution: Arc::default() }
+    }
+
+    /// Source attribution applied to every message before it is queued.
+    pub fn with_attribution(mut self, attribution: Attribution) -> Self {
+        self.attribution = Arc::new(attribution);
+        self
     }
 
     pub fn options(&self) -> &ParseOptions {
@@ -76,6 +84,20 @@ impl Intake {
 
     /// Durably queues messages and wakes triage.
     pub async fn publish(&self, messages: &[Message]) -> Result<Vec<Published>, PipelineError> {
+        let attributed: Vec<Message>;
+        let messages = if self.attribution.is_empty() {
+            messages
+        } else {
+            attributed = messages
+                .iter()
+                .map(|message| {
+                    let mut message = message.clone();
+                    self.attribution.apply(&mut message);
+                    message
+                })
+                .collect();
+            &attributed
+        };
         let outcomes = self.queue.publish(messages).await?;
         for (message, outcome) in messages.iter().zip(&outcomes) {
             let label = match outcome {

@@ -11,6 +11,7 @@
 //! This crate knows the core traits, the rules engine, the model and the
 //! input formats; it does not know which database or broker is behind the traits.
 
+pub mod attribution;
 pub mod dropfolder;
 pub mod intake;
 pub mod learner;
@@ -19,6 +20,7 @@ pub mod model_handle;
 pub mod rules_handle;
 pub mod triage;
 
+pub use attribution::{Attribution, AttributionTarget};
 pub use intake::{Intake, IntakeReport};
 pub use learner::{LearnFigures, LearnOutcome, Learner};
 pub use metrics::Metrics;

@@ -114,6 +114,23 @@ fn a_missed_short_call_is_a_lead_not_spam() {
 }
 
 #[test]
+fn repeated_short_calls_are_spam_but_a_second_try_is_not() {
+    let mut call = message(Channel::Call, "", "");
+    call.sender.phone = Some(PhoneNumber::parse("+79162045581", "RU").unwrap());
+    call.call = Some(CallInfo { duration_secs: 2, answered: false });
+    let second = with_header(call.clone(), "X-Leadsift-Recent-Short-Calls", "1");
+    assert_class(&second, Verdict::Inquiry);
+    let third = with_header(call.clone(), "X-Leadsift-Recent-Short-Calls", "2");
+    let c = assert_class(&third, Verdict::Spam);
+    assert!(fired(&c, "CALL_REPEATED_SHORT"));
+    assert!(c.confidence >= 0.75, "confident enough to be junk, got {:.2}", c.confidence);
+    // A real conversation from the same number is not junk however often they called.
+    let mut long = with_header(call, "X-Leadsift-Recent-Short-Calls", "5");
+    long.call = Some(CallInfo { duration_secs: 240, answered: true });
+    assert_class(&long, Verdict::Inquiry);
+}
+
+#[test]
 fn robocalls_are_spam() {
     let mut call =
         message(Channel::Call, "", "Здравствуйте! Это автоматическое сообщение. Для связи с оператором нажмите 1.");

@@ -12,6 +12,7 @@
 //! This crate must not know about rules, models or channels: it stores what
 //! the core types describe.
 
+mod calls;
 mod channels;
 mod feedback;
 mod inbox;
@@ -28,9 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leadsift_core::{
-    Classification, Feedback, Lead, LeadFilter, LeadStore, ListAuditRecord, ListEntry, ListKind, Message,
-    MessageCounts, ModelVersion, NewFeedback, NewListEntry, NewModelVersion, Quarantined, Sender, SenderStanding,
-    SourceRef, StageChange, StageMove, StoreError, StoredMessage, TriageWrite, Triaged,
+    Classification, DedupKey, Feedback, Lead, LeadFilter, LeadStore, ListAuditRecord, ListEntry, ListKind, Message,
+    MessageCounts, ModelVersion, NewFeedback, NewListEntry, NewModelVersion, PhoneNumber, Quarantined, Sender,
+    SenderStanding, SourceRef, StageChange, StageMove, StoreError, StoredMessage, TriageWrite, Triaged,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -247,6 +248,16 @@ impl LeadStore for SqlStore {
 
     async fn record_triage(&self, batch: &[Triaged], at: DateTime<Utc>) -> Result<Vec<TriageWrite>, StoreError> {
         self.record_triage_batch(batch, at).await
+    }
+
+    async fn recent_short_calls(
+        &self,
+        phone: &PhoneNumber,
+        since: DateTime<Utc>,
+        max_secs: u32,
+        except: &DedupKey,
+    ) -> Result<u32, StoreError> {
+        self.count_recent_short_calls(phone, since, max_secs, except).await
     }
 
     async fn quarantine(&self, record: &Quarantined) -> Result<i64, StoreError> {

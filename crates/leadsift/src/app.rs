@@ -111,7 +111,8 @@ impl App {
             metrics.clone(),
             settings.parse_options(),
             Arc::clone(&wake),
-        );
+        )
+        .with_attribution(settings.attribution());
         let triage_settings = TriageSettings {
             batch_size: settings.triage.batch_size,
             idle_poll: Duration::from_millis(settings.triage.idle_poll_ms),

@@ -32,6 +32,10 @@ pub struct Settings {
     /// Emails to managers about new inquiry leads (off by default).
     #[serde(default)]
     pub notify: leadsift_notify::NotifySettings,
+    #[serde(default)]
+    pub webhooks: leadsift_webhooks::WebhookSettings,
+    #[serde(default)]
+    pub attribution: AttributionSettings,
     /// Display names of the lead stages (Russian by default), keyed by stage id.
     #[serde(default)]
     pub stages: BTreeMap<String, String>,
@@ -145,6 +149,30 @@ pub struct HttpSettings {
     /// Address of the HTTP server (`/healthz`, `/metrics`).
     #[serde(default = "default_listen")]
     pub listen: String,
+}
+
+/// `[attribution]`: which ad source and campaign each destination belongs to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionSettings {
+    /// One entry per tracking number, email address, bot, WhatsApp number or form.
+    #[serde(default)]
+    pub destinations: Vec<DestinationSettings>,
+}
+
+/// `[[attribution.destinations]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSettings {
+    /// `+74951234501` (tracking number), `sales@firm.ru`, `telegram:<bot username>`,
+    /// a WhatsApp business number, or `form:<form id>`.
+    pub destination: String,
+    /// Ad source (`yandex_direct`, `avito`, …); a message's own `utm_source` wins.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Campaign; a message's own `utm_campaign` wins.
+    #[serde(default)]
+    pub campaign: Option<String>,
 }
 
 fn default_database_url() -> String {
@@ -273,6 +301,18 @@ impl Settings {
         }
         anyhow::ensure!(self.triage.batch_size > 0, "triage.batch_size must be at least 1");
         anyhow::ensure!(self.triage.workers > 0, "triage.workers must be at least 1");
+        let hooks = &self.webhooks;
+        anyhow::ensure!(
+            !hooks.telegram.polling || hooks.telegram.bot_token.is_some(),
+            "webhooks.telegram.polling needs webhooks.telegram.bot_token"
+        );
+        anyhow::ensure!(
+            hooks.publish_batch > 0 && hooks.publish_backlog > 0,
+            "webhooks.publish_batch and publish_backlog must be at least 1"
+        );
+        for d in &self.attribution.destinations {
+            anyhow::ensure!(!d.destination.trim().is_empty(), "attribution.destinations: empty destination");
+        }
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
         anyhow::ensure!(self.model.learn_interval_secs > 0, "model.learn_interval_secs must be at least 1");
         anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
@@ -312,6 +352,15 @@ impl Settings {
         self.rules.path.exists().then(|| self.rules.path.clone())
     }
 
+    pub fn attribution(&self) -> leadsift_pipeline::Attribution {
+        let targets = self.attribution.destinations.iter().map(|d| {
+            let target =
+                leadsift_pipeline::AttributionTarget { source: d.source.clone(), campaign: d.campaign.clone() };
+            (d.destination.clone(), target)
+        });
+        leadsift_pipeline::Attribution::new(targets, &self.intake.default_region)
+    }
+
     pub fn store_settings(&self) -> leadsift_store::StoreSettings {
         let mut store = leadsift_store::StoreSettings::new(self.database.url.clone());
         store.max_connections = self.database.max_connections;
@@ -343,6 +392,34 @@ mod tests {
         std::fs::write(&file, "[database]\nurl = \"sqlite://x.db\"\nulr = 1\n").unwrap();
         let error = format!("{:#}", Settings::load(Some(&file), None).unwrap_err());
         assert!(error.contains("ulr"), "{error}");
+    }
+
+    #[test]
+    fn webhook_and_attribution_sections_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(
+            &file,
+            "[webhooks.zadarma]\nsecret = \"s3cret\"\n[[attribution.destinations]]\n\
+             destination = \"8 (495) 123-45-01\"\nsource = \"avito\"\ncampaign = \"spring\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert_eq!(settings.webhooks.zadarma.secret.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{settings:?}").contains("s3cret"), "secrets are redacted");
+        let mut message = leadsift_core::Message::new(
+            leadsift_core::Channel::Call,
+            leadsift_core::DedupKey::from_stored("k".into()),
+            chrono::Utc::now(),
+        );
+        message.destination = Some("+74951234501".into());
+        assert!(settings.attribution().apply(&mut message));
+        assert_eq!(message.utm.source.as_deref(), Some("avito"));
+
+        std::fs::write(&file, "[webhooks.telegram]\npolling = true\n").unwrap();
+        assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("bot_token"));
+        std::fs::write(&file, "[[attribution.destinations]]\ndestination = \"x\"\nsorce = \"y\"\n").unwrap();
+        assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("sorce"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP server of `leadsift run`: `/healthz` and Prometheus `/metrics`.
+//! The HTTP server of `leadsift run`: `/healthz`, Prometheus `/metrics`,
+//! and the `/intake/*` webhooks of leadsift-webhooks.
 
 use std::sync::Arc;
 
@@ -18,10 +19,13 @@ pub struct HttpState {
     pub store: SqlStore,
     pub metrics: Metrics,
     pub rules: Arc<RulesHandle>,
+    /// The webhook routes, merged in as they are.
+    pub webhooks: Router,
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+    let webhooks = state.webhooks.clone();
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state).merge(webhooks)
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {
@@ -55,6 +59,8 @@ pub async fn serve(
     state: HttpState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+    // Connect info gives the web-form rate limit the client address.
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
     Ok(())
 }

@@ -21,7 +21,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "HTTP server listening (/healthz, /metrics)");
+    tracing::info!(address = %listener.local_addr()?, "HTTP server listening (/healthz, /metrics, /intake/*)");
 
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
     for _ in 0..settings.triage.workers {
@@ -72,7 +72,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         });
     }
     crate::channels::spawn(&settings, &app, &shutdown, &mut tasks)?;
-    let state = HttpState { store: app.store.clone(), metrics: app.metrics.clone(), rules: app.rules.clone() };
+    let webhooks = leadsift_webhooks::Webhooks::new(
+        settings.webhooks.clone(),
+        app.intake.clone(),
+        std::sync::Arc::new(app.store.clone()),
+        &app.metrics,
+    );
+    let webhook_routes = webhooks.router();
+    for (name, task) in webhooks.tasks(shutdown.clone()) {
+        tasks.spawn(async move {
+            task.await?;
+            Ok(name)
+        });
+    }
+    let state = HttpState {
+        store: app.store.clone(),
+        metrics: app.metrics.clone(),
+        rules: app.rules.clone(),
+        webhooks: webhook_routes,
+    };
     let token = shutdown.clone();
     tasks.spawn(async move {
         http::serve(listener, state, token).await?;

@@ -4,6 +4,7 @@
 //! cargo run --release -p leadsift --bin leadsift-bench -- classify PATH...
 //! cargo run --release -p leadsift --bin leadsift-bench -- import PATH...
 //! cargo run --release -p leadsift --bin leadsift-bench -- model [--model DIR]
+//! cargo run --release -p leadsift --bin leadsift-bench -- http --requests 60000 --connections 64
 //! ```
 //! `classify` reads every input into memory first, then parses the raw
 //! bytes and classifies them with the built-in rules and model (or rules
@@ -12,6 +13,11 @@
 //! memory the loaded model takes (resident-set growth). `import` runs the real
 //! `leadsift import` binary into a fresh SQLite database per round and
 //! reports messages stored per second of wall time (process start included).
+//! `http` starts the real `leadsift run` daemon on a fresh SQLite database
+//! (triage workers running, as in production), sends signed Telegram webhook
+//! updates from N concurrent keep-alive connections, and reports requests
+//! per second and latency percentiles; every 2xx means the update was
+//! durably queued. It then waits for triage to drain and checks the count.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,6 +75,18 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Webhook requests per second through `leadsift run` (SQLite, triage running).
+    Http {
+        /// Measured requests (after a warm-up of a tenth as many).
+        #[arg(long, default_value_t = 60_000)]
+        requests: usize,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// The leadsift binary (default: next to this one).
+        #[arg(long)]
+        leadsift: Option<PathBuf>,
+    },
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -91,6 +109,10 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Model { model, rounds } => model_load(&model, rounds),
         Bench::Import { rounds, leadsift, paths } => import(rounds, leadsift, &paths),
+        Bench::Http { requests, connections, leadsift } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(http_load::run(requests, connections, leadsift_binary(leadsift)?)),
     }
 }
 
@@ -189,7 +211,7 @@ fn classify(
     Ok(())
 }
 
-fn import(rounds: usize, leadsift: Option<PathBuf>, paths: &[PathBuf]) -> anyhow::Result<()> {
+fn leadsift_binary(leadsift: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let leadsift = match leadsift {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("leadsift"),
@@ -199,6 +221,11 @@ fn import(rounds: usize, leadsift: Option<PathBuf>, paths: &[PathBuf]) -> anyhow
         "{} not found: build it with cargo build --release -p leadsift",
         leadsift.display()
     );
+    Ok(leadsift)
+}
+
+fn import(rounds: usize, leadsift: Option<PathBuf>, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let leadsift = leadsift_binary(leadsift)?;
     let mut rates = Vec::new();
     for round in 0..rounds.max(1) {
         let dir = tempfile::tempdir()?;
@@ -224,4 +251,182 @@ fn import(rounds: usize, leadsift: Option<PathBuf>, paths: &[PathBuf]) -> anyhow
         rates.iter().copied().fold(0.0, f64::max)
     );
     Ok(())
+}
+
+mod http_load {
+    use std::io::{BufRead, BufReader};
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+
+    const SECRET: &str = "bench-secret";
+
+    /// Kills the daemon however the benchmark ends.
+    struct Daemon(std::process::Child);
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn update(i: usize) -> String {
+        const TEXTS: [&str; 4] = [
+            "Здравствуйте! Сколько стоит монтаж вентилируемого фасада 300 м2?",
+            "Hello, could you send a price quote for 40 units with delivery to Moscow?",
+            "Продвижение сайта в ТОП-10 Яндекса, пассивный доход, пишите!",
+            "Добрый день, можно заказать замер на следующей неделе?",
+        ];
+        serde_json::json!({
+            "update_id": i,
+            "message": {"message_id": i, "date": 1_764_000_000, "text": TEXTS[i % TEXTS.len()],
+                        "from": {"id": 1_000_000 + i % 5_000, "is_bot": false, "first_name": "Bench"},
+                        "chat": {"id": 1_000_000 + i, "type": "private"}}
+        })
+        .to_string()
+    }
+
+    /// Sends `bodies[from..to]` over `connections` concurrent tasks; returns sorted latencies and failures.
+    async fn load(
+        client: &reqwest::Client,
+        url: &str,
+        bodies: Arc<Vec<String>>,
+        range: std::ops::Range<usize>,
+        connections: usize,
+    ) -> (Vec<Duration>, usize) {
+        let next = Arc::new(AtomicUsize::new(range.start));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..connections.max(1) {
+            let (client, url, bodies, next, end) =
+                (client.clone(), url.to_owned(), Arc::clone(&bodies), Arc::clone(&next), range.end);
+            tasks.spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end {
+                        return (latencies, failures);
+                    }
+                    let started = Instant::now();
+                    let response = client
+                        .post(&url)
+                        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+                        .header("Content-Type", "application/json")
+                        .body(bodies[i].clone())
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            latencies.push(started.elapsed());
+                        }
+                        _ => failures += 1,
+                    }
+                }
+            });
+        }
+        let mut latencies = Vec::with_capacity(range.len());
+        let mut failures = 0;
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((l, f)) = done {
+                latencies.extend(l);
+                failures += f;
+            }
+        }
+        latencies.sort();
+        (latencies, failures)
+    }
+
+    fn percentile(sorted: &[Duration], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[index].as_secs_f64() * 1000.0
+    }
+
+    pub async fn run(requests: usize, connections: usize, leadsift: PathBuf) -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("bench.db");
+        let url = format!("sqlite://{}", db.display());
+        let config = dir.path().join("leadsift.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[database]\nurl = \"{url}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[intake]\ndrop_folder = \"\"\n\
+                 [webhooks.telegram]\nsecret_token = \"{SECRET}\"\nbot_username = \"bench_bot\"\n"
+            ),
+        )?;
+        let mut child = Command::new(&leadsift)
+            .args(["--config", config.to_str().unwrap_or_default(), "run"])
+            .current_dir(dir.path())
+            .env("LEADSIFT_LOG", "info,sqlx=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start leadsift run")?;
+        let stderr = child.stderr.take().context("daemon stderr")?;
+        let daemon = Daemon(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let address = rx.recv_timeout(Duration::from_secs(30)).context("daemon did not announce its address")?;
+        let endpoint = format!("http://{address}/intake/telegram");
+        let warmup = (requests / 10).max(100);
+        let bodies: Arc<Vec<String>> = Arc::new((0..warmup + requests).map(update).collect());
+        let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+
+        let (_, warm_failures) = load(&client, &endpoint, Arc::clone(&bodies), 0..warmup, connections).await;
+        anyhow::ensure!(warm_failures == 0, "{warm_failures} warm-up requests failed");
+        let started = Instant::now();
+        let (latencies, failures) =
+            load(&client, &endpoint, Arc::clone(&bodies), warmup..warmup + requests, connections).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "http: {} webhook requests (Telegram updates, SQLite, triage running) over {connections} connections \
+             in {elapsed:.2} s = {:.0} req/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+             {failures} failed",
+            latencies.len(),
+            latencies.len() as f64 / elapsed,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.90),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0),
+        );
+
+        // Every 2xx was durably queued: wait for triage to store them all.
+        let store = leadsift_store::SqlStore::connect(&leadsift_store::StoreSettings::new(url)).await?;
+        let drain_started = Instant::now();
+        let expected = (warmup + requests) as i64;
+        loop {
+            let stored = leadsift_core::LeadStore::message_counts(&store).await?.total();
+            if stored >= expected {
+                println!(
+                    "triage: all {stored} messages stored {:.1} s after the last request",
+                    drain_started.elapsed().as_secs_f64()
+                );
+                break;
+            }
+            anyhow::ensure!(
+                drain_started.elapsed() < Duration::from_secs(600),
+                "triage stored only {stored} of {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        store.close().await;
+        drop(daemon);
+        anyhow::ensure!(failures == 0, "{failures} requests failed");
+        Ok(())
+    }
 }
