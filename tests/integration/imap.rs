@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use leadsift_core::LeadStore as _;
 use leadsift_integration_tests::mailservers::{Dovecot, IMAP_PASSWORD, free_port};
 use leadsift_integration_tests::{TestDb, leadsift_command};
 
@@ -220,6 +221,12 @@ async fn appended_mail_is_triaged_acted_on_and_learnt_from() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM imap_feedback").await, 1, "recorded once");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM messages").await, 3, "learning folders are not triaged");
+    // The label reaches the table the model learns from.
+    let labels = db.store.feedback(0, 10).await.unwrap();
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    assert_eq!(labels[0].label, leadsift_core::Verdict::Inquiry);
+    assert_eq!(labels[0].origin, leadsift_core::FeedbackOrigin::ImapFolder);
+    assert_eq!(labels[0].actor, "imap:sales/Not junk", "{:?}", labels[0]);
 }
 
 /// (2) With IDLE, a mail appended while the worker waits is stored within 2 s

@@ -169,7 +169,9 @@ impl SqlStore {
     }
 
     /// Records labels learnt from folders; a mail already recorded (same
-    /// account, folder, UIDVALIDITY and UID) is skipped. Returns how many were new.
+    /// account, folder, UIDVALIDITY and UID) is skipped. A new label of a
+    /// stored message also goes to the `feedback` table the model learns
+    /// from (origin `imap_folder`). Returns how many were new.
     pub async fn record_imap_feedback(&self, feedback: &[ImapFeedback]) -> Result<u64, StoreError> {
         let operation = "recording IMAP feedback";
         let (mut tx, _write_gate) = self.begin_write().await.map_err(query_error(operation))?;
@@ -189,6 +191,22 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(query_error(operation))?;
+            if done.rows_affected() == 1 {
+                // The model learns from the main feedback table; a mail this
+                // store never triaged has no text to learn from.
+                sqlx::query(
+                    "INSERT INTO feedback (message_id, label, origin, actor, created_at) \
+                     SELECT id, $1, $2, $3, $4 FROM messages WHERE dedup_key = $5",
+                )
+                .bind(item.label.as_str())
+                .bind(leadsift_core::FeedbackOrigin::ImapFolder.as_str())
+                .bind(format!("imap:{}/{}", item.account, item.folder))
+                .bind(millis(item.created_at))
+                .bind(&item.dedup_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error(operation))?;
+            }
             new += done.rows_affected();
         }
         tx.commit().await.map_err(query_error(operation))?;
