@@ -275,9 +275,11 @@ async fn zadarma_missed_call_becomes_a_call_back_lead_attributed_to_the_tracking
     let (body, signature) = zadarma_form(&pairs);
     let (status, _) = s.post("/intake/zadarma", &[], body.clone()).await;
     assert_eq!(status, 401);
-    let tampered = body.replace("no+answer", "answered");
+    let tampered = body.replace("%2B79162045581", "%2B79160000000");
     let (status, _) = s.post("/intake/zadarma", &[("Signature", &signature)], tampered).await;
-    assert_eq!(status, 401, "the signature covers the disposition");
+    assert_eq!(status, 401, "the signature covers the caller");
+    let (status, _) = s.post("/intake/zadarma", &[("Signature", "bm90IGEgc2lnbmF0dXJl")], body.clone()).await;
+    assert_eq!(status, 401, "a wrong signature");
     s.assert_nothing_stored("a forged call notification").await;
 
     // NOTIFY_START is acknowledged, the outcome comes with NOTIFY_END.
