@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use leadsift_core::{LeadStore, Queue};
+use leadsift_kafka::{KafkaQueue, QueueRole};
 use leadsift_pipeline::{Intake, Metrics, RulesHandle, TriageSettings, TriageWorker};
 use leadsift_store::{SqlStore, redact_url};
 use tokio::sync::Notify;
@@ -19,6 +20,10 @@ pub struct App {
     pub rules: Arc<RulesHandle>,
     pub intake: Intake,
     pub triage: TriageWorker,
+    /// The queue intake publishes to and triage consumes from.
+    pub queue: Arc<dyn Queue>,
+    /// Set when the queue is Kafka (it must be closed to commit and leave the group).
+    pub kafka: Option<Arc<KafkaQueue>>,
 }
 
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<SqlStore> {
@@ -42,6 +47,12 @@ pub fn load_rules(settings: &Settings, metrics: Metrics) -> anyhow::Result<Arc<R
 
 impl App {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_for(settings, QueueRole::PublishAndConsume).await
+    }
+
+    /// Builds the components; with Kafka, `role` says whether this process
+    /// joins the triage consumer group.
+    pub async fn build_for(settings: &Settings, role: QueueRole) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         // Compiling the rules is CPU work; do it while the store connects and migrates.
         let rules_settings = settings.clone();
@@ -50,7 +61,14 @@ impl App {
         let store = connect_store(settings).await?;
         let rules = rules.await.context("rules loader failed")??;
         let wake = Arc::new(Notify::new());
-        let queue: Arc<dyn Queue> = Arc::new(store.clone());
+        let kafka = match settings.kafka_settings()? {
+            Some(kafka) => Some(Arc::new(KafkaQueue::connect(kafka, role).context("cannot connect to Kafka")?)),
+            None => None,
+        };
+        let queue: Arc<dyn Queue> = match &kafka {
+            Some(kafka) => Arc::clone(kafka) as Arc<dyn Queue>,
+            None => Arc::new(store.clone()),
+        };
         let lead_store: Arc<dyn LeadStore> = Arc::new(store.clone());
         let intake = Intake::new(
             Arc::clone(&queue),
@@ -64,7 +82,15 @@ impl App {
             idle_poll: Duration::from_millis(settings.triage.idle_poll_ms),
             routing: settings.routing(),
         };
-        let triage = TriageWorker::new(queue, lead_store, Arc::clone(&rules), triage_settings, metrics.clone(), wake);
-        Ok(Self { store, metrics, rules, intake, triage })
+        let triage = TriageWorker::new(Arc::clone(&queue), lead_store, Arc::clone(&rules), triage_settings, metrics.clone(), wake);
+        Ok(Self { store, metrics, rules, intake, triage, queue, kafka })
+    }
+
+    /// Commits and leaves the Kafka group (if any), then closes the store.
+    pub async fn close(&self) {
+        if let Some(kafka) = &self.kafka {
+            kafka.close().await;
+        }
+        self.store.close().await;
     }
 }
