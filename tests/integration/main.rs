@@ -4,4 +4,6 @@
 
 mod cli;
 mod pipeline;
+mod queue_conformance;
+mod scale_out;
 mod store_conformance;

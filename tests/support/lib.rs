@@ -5,6 +5,8 @@
 //! `LEADSIFT_TEST_REQUIRE_SERVICES=1` and the server is unreachable; the
 //! message says how to start it.
 
+pub mod kafka;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 

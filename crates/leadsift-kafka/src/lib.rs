@@ -16,6 +16,7 @@
 //! (`deploy/` has the compose service that does it), not by this crate.
 
 mod config;
+pub mod mock;
 mod offsets;
 
 use std::collections::VecDeque;
