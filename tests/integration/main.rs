@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cli;
+mod deploy;
 mod pipeline;
 mod queue_conformance;
 mod scale_out;

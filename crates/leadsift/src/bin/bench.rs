@@ -3,7 +3,10 @@
 //! ```text
 //! cargo run --release -p leadsift --bin leadsift-bench -- classify PATH...
 //! cargo run --release -p leadsift --bin leadsift-bench -- import PATH...
+//! cargo run --release -p leadsift --bin leadsift-bench -- pipeline --triage 1,2
 //! ```
+//! `pipeline` measures intake → committed verdict over Kafka and PostgreSQL
+//! with separate triage processes (see `bench/pipeline.rs`).
 //! `classify` reads every input into memory first, then parses the raw
 //! bytes and classifies them with the built-in rules on one thread, several
 //! rounds; it reports messages per second. `import` runs the real
@@ -19,6 +22,8 @@ use clap::{Parser, Subcommand};
 use leadsift_core::{Classifier, SenderStanding};
 use leadsift_formats::{ParseOptions, parse_item, read_inputs};
 use leadsift_rules::RuleSet;
+
+mod pipeline;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -47,6 +52,8 @@ enum Bench {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Intake → committed verdict over Kafka + PostgreSQL with 1..N triage processes.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -58,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().bench {
         Bench::Classify { rounds, rules, paths } => classify(rounds, rules, &paths),
         Bench::Import { rounds, leadsift, paths } => import(rounds, leadsift, &paths),
+        Bench::Pipeline(args) => tokio::runtime::Runtime::new()?.block_on(pipeline::run(args)),
     }
 }
 
