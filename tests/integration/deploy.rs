@@ -36,7 +36,9 @@ fn docker_compose_file_is_valid() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&resolved.stdout);
-    for needle in ["run\n    - --role\n    - intake", "- triage", "replicas: 2", "KAFKA_PROCESS_ROLES: broker,controller"] {
+    for needle in
+        ["run\n    - --role\n    - intake", "- triage", "replicas: 2", "KAFKA_PROCESS_ROLES: broker,controller"]
+    {
         assert!(text.contains(needle), "resolved compose file lacks {needle:?}:\n{text}");
     }
 }
@@ -61,7 +63,8 @@ fn metric_names(expr: &str) -> Vec<String> {
     for (at, _) in expr.match_indices("leadsift_") {
         let name: String =
             expr[at + "leadsift_".len()..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-        let name = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).map(str::to_owned).unwrap_or(n));
+        let name =
+            ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).map(str::to_owned).unwrap_or(n));
         names.push(name);
     }
     names
@@ -80,7 +83,10 @@ fn dashboard_queries_only_exported_metrics() {
                 if name.is_empty() {
                     continue; // a job name such as leadsift-triage, not a metric
                 }
-                assert!(metrics_source.contains(&format!("\"{name}\"")), "dashboard queries unknown metric leadsift_{name}");
+                assert!(
+                    metrics_source.contains(&format!("\"{name}\"")),
+                    "dashboard queries unknown metric leadsift_{name}"
+                );
                 checked += 1;
             }
         }

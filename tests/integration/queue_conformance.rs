@@ -208,8 +208,7 @@ async fn receive_until_sentinel(queue: &dyn Queue, name: &str) -> Vec<Delivery> 
 async fn every_message_is_delivered_in_sender_order_and_never_again_once_acked(backend: &dyn Backend) {
     let queue = backend.open().await;
     let senders = ["anna@firm.example", "boris@shop.example", "clara@mail.example"];
-    let messages: Vec<Message> =
-        (0..30).map(|i| message(&format!("m{i}"), senders[i % senders.len()])).collect();
+    let messages: Vec<Message> = (0..30).map(|i| message(&format!("m{i}"), senders[i % senders.len()])).collect();
     let outcomes = queue.publish(&messages).await.unwrap();
     assert!(outcomes.iter().all(|o| matches!(o, Published::New | Published::Accepted)), "{outcomes:?}");
 

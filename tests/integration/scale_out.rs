@@ -200,16 +200,21 @@ async fn intake_and_two_triage_processes_over_kafka_survive_a_sigkill() {
         }
         assert!(stored <= (files * per_file) as i64, "more messages stored than sent: {stored}");
         if Instant::now() > deadline {
-            fail(format!("{stored} of {} messages stored after 300 s", files * per_file), &[&victim, &survivor, &intake]);
+            fail(
+                format!("{stored} of {} messages stored after 300 s", files * per_file),
+                &[&victim, &survivor, &intake],
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
 
     // Every message exactly once, no lead twice, nothing dead-lettered or quarantined.
-    let duplicated =
-        scalar(&db.store, "SELECT COUNT(*) FROM (SELECT dedup_key FROM messages GROUP BY dedup_key HAVING COUNT(*) > 1) d")
-            .await;
+    let duplicated = scalar(
+        &db.store,
+        "SELECT COUNT(*) FROM (SELECT dedup_key FROM messages GROUP BY dedup_key HAVING COUNT(*) > 1) d",
+    )
+    .await;
     assert_eq!(duplicated, 0, "messages stored twice");
     let open_leads_twice = scalar(
         &db.store,
@@ -219,13 +224,14 @@ async fn intake_and_two_triage_processes_over_kafka_survive_a_sigkill() {
     .await;
     assert_eq!(open_leads_twice, 0, "a contact got two open leads");
     let inquiry_leads = scalar(&db.store, "SELECT COUNT(*) FROM leads WHERE stage NOT IN ('junk', 'converted')").await;
-    let inquiry_contacts = scalar(
-        &db.store,
-        "SELECT COUNT(DISTINCT contact_id) FROM leads WHERE stage NOT IN ('junk', 'converted')",
-    )
-    .await;
+    let inquiry_contacts =
+        scalar(&db.store, "SELECT COUNT(DISTINCT contact_id) FROM leads WHERE stage NOT IN ('junk', 'converted')")
+            .await;
     assert_eq!(inquiry_leads, inquiry_contacts);
-    assert!(inquiry_leads > 0 && inquiry_leads <= 3000, "{inquiry_leads} open leads from 1,500 web-form and 1,500 phone senders");
+    assert!(
+        inquiry_leads > 0 && inquiry_leads <= 3000,
+        "{inquiry_leads} open leads from 1,500 web-form and 1,500 phone senders"
+    );
     let orphans = scalar(&db.store, "SELECT COUNT(*) FROM messages m WHERE m.lead_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = m.lead_id)").await;
     assert_eq!(orphans, 0);
     assert_eq!(scalar(&db.store, "SELECT COUNT(*) FROM quarantine").await, 0, "nothing quarantined");

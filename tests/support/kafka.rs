@@ -65,9 +65,11 @@ impl KafkaBroker {
             NewTopic::new(&broker.dead_letter_topic, 1, TopicReplication::Fixed(1)),
         ];
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        for result in admin.create_topics(&topics, &options).await.unwrap_or_else(|e| {
-            panic!("cannot create topics on LEADSIFT_TEST_KAFKA={}: {e}", broker.brokers)
-        }) {
+        for result in admin
+            .create_topics(&topics, &options)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create topics on LEADSIFT_TEST_KAFKA={}: {e}", broker.brokers))
+        {
             result.unwrap_or_else(|(topic, e)| panic!("cannot create topic {topic}: {e}"));
         }
         Some(broker)

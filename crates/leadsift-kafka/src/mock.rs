@@ -46,9 +46,8 @@ impl MockBroker {
                 let _ = stop_rx.recv();
             })
             .map_err(|e| KafkaError::ClientCreation(format!("cannot start the mock cluster thread: {e}")))?;
-        let brokers = ready_rx
-            .recv()
-            .map_err(|_| KafkaError::ClientCreation("the mock cluster thread stopped".into()))??;
+        let brokers =
+            ready_rx.recv().map_err(|_| KafkaError::ClientCreation("the mock cluster thread stopped".into()))??;
         Ok(MockBroker { brokers, stop: Some(stop_tx), thread: Some(thread) })
     }
 }

@@ -46,8 +46,11 @@ pub fn load_rules(settings: &Settings, metrics: Metrics) -> anyhow::Result<Arc<R
 }
 
 impl App {
+    /// Components for a one-shot command: with Kafka it only publishes (never
+    /// joins the triage group), with the built-in queue it also triages.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        Self::build_for(settings, QueueRole::PublishAndConsume).await
+        let role = if settings.kafka_settings()?.is_some() { QueueRole::Publish } else { QueueRole::PublishAndConsume };
+        Self::build_for(settings, role).await
     }
 
     /// Builds the components; with Kafka, `role` says whether this process
@@ -82,7 +85,14 @@ impl App {
             idle_poll: Duration::from_millis(settings.triage.idle_poll_ms),
             routing: settings.routing(),
         };
-        let triage = TriageWorker::new(Arc::clone(&queue), lead_store, Arc::clone(&rules), triage_settings, metrics.clone(), wake);
+        let triage = TriageWorker::new(
+            Arc::clone(&queue),
+            lead_store,
+            Arc::clone(&rules),
+            triage_settings,
+            metrics.clone(),
+            wake,
+        );
         Ok(Self { store, metrics, rules, intake, triage, queue, kafka })
     }
 

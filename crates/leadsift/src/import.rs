@@ -31,8 +31,7 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
     let started = Instant::now();
     // With Kafka, import is intake only: the triage processes store what it publishes.
     let kafka = settings.kafka_settings()?.is_some();
-    let role = if kafka { leadsift_kafka::QueueRole::Publish } else { leadsift_kafka::QueueRole::PublishAndConsume };
-    let app = App::build_for(settings, role).await?;
+    let app = App::build(settings).await?;
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"));
@@ -90,8 +89,7 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
     if kafka {
         tracing::info!(published = intake.new, "published to Kafka; the triage processes store the messages");
     } else {
-        let rest =
-            app.triage.drain(move |t| bar.set_message(format!("triaged {}", t.stored + t.duplicate))).await?;
+        let rest = app.triage.drain(move |t| bar.set_message(format!("triaged {}", t.stored + t.duplicate))).await?;
         triaged.add(&rest);
     }
     progress.finish_and_clear();

@@ -23,6 +23,7 @@ use leadsift_core::{Classifier, SenderStanding};
 use leadsift_formats::{ParseOptions, parse_item, read_inputs};
 use leadsift_rules::RuleSet;
 
+#[path = "bench/pipeline.rs"]
 mod pipeline;
 
 #[derive(Debug, Parser)]

@@ -192,7 +192,8 @@ async fn measure(
         (0..processes).map(|_| TriageProcess::start(leadsift, &config)).collect::<anyhow::Result<_>>()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let partitions = usize::try_from(args.partitions)?;
-    while triage.iter().any(|t| t.assigned() == 0) || triage.iter().map(TriageProcess::assigned).sum::<usize>() != partitions
+    while triage.iter().any(|t| t.assigned() == 0)
+        || triage.iter().map(TriageProcess::assigned).sum::<usize>() != partitions
     {
         anyhow::ensure!(Instant::now() < deadline, "triage processes did not share the partitions within 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -238,7 +239,11 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("leadsift"),
     };
-    anyhow::ensure!(leadsift.exists(), "{} not found: build it with cargo build --release -p leadsift", leadsift.display());
+    anyhow::ensure!(
+        leadsift.exists(),
+        "{} not found: build it with cargo build --release -p leadsift",
+        leadsift.display()
+    );
     let mut medians = Vec::new();
     for &processes in &args.triage {
         let mut rates = Vec::new();
