@@ -347,17 +347,20 @@ async fn stored_contacts(
 ) -> Result<HashMap<SourceRef, ContactSlot>, StoreError> {
     let mut found = HashMap::new();
     for chunk in identities.chunks(200) {
-        let conditions: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(kind = {} AND value = {})",
-                    backend.placeholders(2 * i + 1, 1),
-                    backend.placeholders(2 * i + 2, 1)
-                )
-            })
-            .collect();
-        let sql = format!("SELECT kind, value, contact_id FROM contact_identities WHERE {}", conditions.join(" OR "));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        // PostgreSQL joins a VALUES list against the primary key; an OR chain can be tested row by row.
+        let matching = match backend {
+            Backend::Postgres => format!(
+                "(kind, value) IN (VALUES {})",
+                (0..chunk.len())
+                    .map(|i| format!("({})", backend.placeholders(2 * i + 1, 2)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Backend::Sqlite => vec!["(kind = ? AND value = ?)"; chunk.len()].join(" OR "),
+        };
+        let sql = format!("SELECT kind, value, contact_id FROM contact_identities WHERE {matching}");
+        // Planned per call on PostgreSQL: a cached generic plan from when the table was small scans it whole.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
         for identity in chunk {
             query = query.bind(identity.kind().as_str()).bind(identity.value());
         }
@@ -421,7 +424,7 @@ async fn stored_contact_leads(
             "SELECT id, contact_id, stage FROM leads WHERE contact_id IN ({}) ORDER BY id DESC",
             backend.placeholders(1, chunk.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
         for id in chunk {
             query = query.bind(*id);
         }

@@ -149,11 +149,9 @@ async fn drop_database(admin_url: &str, name: &str) {
     }
 }
 
-async fn stored(db_url: &str) -> anyhow::Result<i64> {
-    let mut conn = sqlx::PgConnection::connect(db_url).await?;
+async fn stored(conn: &mut sqlx::PgConnection) -> i64 {
     // The table exists once the first triage process migrated.
-    let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM messages").fetch_one(&mut conn).await.unwrap_or(0);
-    Ok(count)
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM messages").fetch_one(conn).await.unwrap_or(0)
 }
 
 /// One round with `processes` triage processes; returns messages per second.
@@ -213,13 +211,14 @@ async fn measure(
     let published = started.elapsed();
     let want = i64::try_from(args.messages)?;
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut conn = sqlx::PgConnection::connect(db_url).await?;
     loop {
-        let count = stored(db_url).await?;
+        let count = stored(&mut conn).await;
         if count >= want {
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "only {count} of {want} messages stored after 600 s");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let rate = args.messages as f64 / elapsed;
