@@ -124,8 +124,9 @@ impl SqlStore {
             // Not a cached prepared statement on PostgreSQL: a generic plan made
             // while the table was small scans every entry once per key (150 ms a
             // batch at 4,000 entries); planning each time uses the index.
-            let mut query =
-                sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(self.backend == crate::Backend::Sqlite).bind(millis(at));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(self.backend == crate::Backend::Sqlite)
+                .bind(millis(at));
             for (kind, value) in chunk {
                 query = query.bind(kind.as_str()).bind(value.clone());
             }

@@ -150,15 +150,7 @@ impl SqlStore {
         insert_identities(&mut tx, backend, &identity_rows, at_ms).await?;
         let lead_contacts: Vec<Option<i64>> = plan.new_leads.iter().map(|l| l.contact.map(contact_id)).collect();
         insert_leads(&mut tx, backend, &plan.new_leads, &lead_ids, &lead_contacts, at_ms).await?;
-        for (lead, extra) in &plan.attached {
-            sqlx::query("UPDATE leads SET message_count = message_count + $1, updated_at = $2 WHERE id = $3")
-                .bind(*extra)
-                .bind(at_ms)
-                .bind(*lead)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_error("attaching messages to their lead"))?;
-        }
+        attach_to_leads(&mut tx, backend, &plan.attached, at_ms).await?;
         let message_rows: Vec<MessageRow<'_>> = plan
             .messages
             .iter()
@@ -728,4 +720,43 @@ pub(crate) fn lead_title(message: &Message) -> String {
         (_, _, Some(what)) => format!("{who}: {what}"),
         (channel, _, None) => format!("{channel} from {who}"),
     }
+}
+
+/// Counts messages attached to existing leads. On PostgreSQL one statement
+/// per chunk (a round trip per lead was a third of a batch's time).
+async fn attach_to_leads(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    attached: &HashMap<i64, i64>,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    if backend == Backend::Sqlite {
+        for (lead, extra) in attached {
+            sqlx::query("UPDATE leads SET message_count = message_count + $1, updated_at = $2 WHERE id = $3")
+                .bind(*extra)
+                .bind(at_ms)
+                .bind(*lead)
+                .execute(&mut **tx)
+                .await
+                .map_err(query_error("attaching messages to their lead"))?;
+        }
+        return Ok(());
+    }
+    let attached: Vec<(i64, i64)> = attached.iter().map(|(lead, extra)| (*lead, *extra)).collect();
+    for chunk in attached.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(CAST(${} AS BIGINT), CAST(${} AS BIGINT))", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let sql = format!(
+            "UPDATE leads AS l SET message_count = l.message_count + v.extra, updated_at = $1 \
+             FROM (VALUES {}) AS v(id, extra) WHERE l.id = v.id",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at_ms);
+        for (lead, extra) in chunk {
+            query = query.bind(*lead).bind(*extra);
+        }
+        query.execute(&mut **tx).await.map_err(query_error("attaching messages to their lead"))?;
+    }
+    Ok(())
 }
