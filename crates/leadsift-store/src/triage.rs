@@ -380,26 +380,41 @@ async fn stored_sender_history(
     backend: Backend,
     identities: &[SourceRef],
 ) -> Result<HashMap<SourceRef, SenderHistory>, StoreError> {
-    let mut found = HashMap::new();
-    for identity in identities {
-        let column = match identity.kind() {
-            IdentityKind::Email => "sender_email",
-            IdentityKind::Phone => "sender_phone",
-            IdentityKind::Handle => "sender_handle",
-            IdentityKind::Domain => continue,
-        };
-        let sql = format!(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN verdict = 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS spam, \
-             CAST(COALESCE(SUM(CASE WHEN verdict <> 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS other \
-             FROM messages WHERE {column} = {}",
-            backend.placeholders(1, 1)
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(identity.value())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(query_error("reading a sender's history"))?;
-        found.insert(identity.clone(), SenderHistory { spam: col(&row, "spam")?, other: col(&row, "other")? });
+    // One grouped query per identity kind and chunk (a query per sender was
+    // hundreds of round trips per batch); senders with no messages count zero.
+    let mut found: HashMap<SourceRef, SenderHistory> = identities
+        .iter()
+        .filter(|id| id.kind() != IdentityKind::Domain)
+        .map(|id| (id.clone(), SenderHistory { spam: 0, other: 0 }))
+        .collect();
+    for (kind, column) in [
+        (IdentityKind::Email, "sender_email"),
+        (IdentityKind::Phone, "sender_phone"),
+        (IdentityKind::Handle, "sender_handle"),
+    ] {
+        let of_kind: Vec<&SourceRef> = identities.iter().filter(|id| id.kind() == kind).collect();
+        for chunk in of_kind.chunks(500) {
+            let sql = format!(
+                "SELECT {column} AS sender, \
+                 CAST(COALESCE(SUM(CASE WHEN verdict = 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS spam, \
+                 CAST(COALESCE(SUM(CASE WHEN verdict <> 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS other \
+                 FROM messages WHERE {column} IN ({}) GROUP BY {column}",
+                backend.placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
+            for identity in chunk {
+                query = query.bind(identity.value());
+            }
+            for row in query.fetch_all(&mut **tx).await.map_err(query_error("reading senders' history"))? {
+                let sender: String = col(&row, "sender")?;
+                if let Some(identity) = chunk.iter().find(|id| id.value() == sender) {
+                    found.insert(
+                        (*identity).clone(),
+                        SenderHistory { spam: col(&row, "spam")?, other: col(&row, "other")? },
+                    );
+                }
+            }
+        }
     }
     Ok(found)
 }

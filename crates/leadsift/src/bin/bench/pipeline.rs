@@ -52,13 +52,14 @@ pub struct PipelineArgs {
 struct TriageProcess {
     child: Child,
     assigned: Arc<Mutex<usize>>,
+    address: Arc<Mutex<Option<String>>>,
 }
 
 impl TriageProcess {
     fn start(leadsift: &Path, config: &Path) -> anyhow::Result<TriageProcess> {
         let mut child = Command::new(leadsift)
             .args(["--config", &config.display().to_string(), "run", "--role", "triage"])
-            .env("LEADSIFT_LOG", "warn,leadsift_kafka=info")
+            .env("LEADSIFT_LOG", "warn,leadsift_kafka=info,leadsift::run=info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -66,9 +67,17 @@ impl TriageProcess {
             .context("start leadsift run --role triage")?;
         let stderr = child.stderr.take().context("child stderr")?;
         let assigned = Arc::new(Mutex::new(0));
+        let address = Arc::new(Mutex::new(None));
         let sink = Arc::clone(&assigned);
+        let address_sink = Arc::clone(&address);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("HTTP server listening")
+                    && let Some(rest) = line.split("address=").nth(1)
+                {
+                    *address_sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        rest.split_whitespace().next().map(str::to_owned);
+                }
                 let count = if line.contains("partitions revoked") {
                     Some(0)
                 } else if line.contains("partitions assigned") {
@@ -86,11 +95,33 @@ impl TriageProcess {
                 }
             }
         });
-        Ok(TriageProcess { child, assigned })
+        Ok(TriageProcess { child, assigned, address })
     }
 
     fn assigned(&self) -> usize {
         *self.assigned.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Messages this process stored: `leadsift_messages_triaged_total` from
+    /// its /metrics (incremented after the store transaction committed).
+    /// Polling this instead of `COUNT(*)` keeps the bench off PostgreSQL.
+    async fn stored(&self) -> anyhow::Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self
+            .address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .context("triage process has not announced its HTTP address")?;
+        let mut stream = tokio::net::TcpStream::connect(&address).await?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n").await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with("leadsift_messages_triaged_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
     }
 }
 
@@ -209,16 +240,18 @@ async fn measure(
         intake.publish(&messages).await?;
     }
     let published = started.elapsed();
-    let want = i64::try_from(args.messages)?;
+    let want = u64::try_from(args.messages)?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut conn = sqlx::PgConnection::connect(db_url).await?;
     loop {
-        let count = stored(&mut conn).await;
+        let mut count = 0;
+        for process in &triage {
+            count += process.stored().await?;
+        }
         if count >= want {
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "only {count} of {want} messages stored after 600 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let rate = args.messages as f64 / elapsed;
@@ -230,6 +263,13 @@ async fn measure(
         published.as_secs_f64()
     );
     drop(triage);
+    let mut conn = sqlx::PgConnection::connect(db_url).await?;
+    let stored = stored(&mut conn).await;
+    anyhow::ensure!(
+        stored == i64::try_from(args.messages)?,
+        "PostgreSQL holds {stored} messages, not {}",
+        args.messages
+    );
     Ok(rate)
 }
 
