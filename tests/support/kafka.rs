@@ -48,7 +48,10 @@ impl KafkaBroker {
 
     /// Fresh topics on the broker at `LEADSIFT_TEST_KAFKA`, or `None` when unset.
     pub async fn external(partitions: i32) -> Option<KafkaBroker> {
-        let brokers = std::env::var("LEADSIFT_TEST_KAFKA").ok().filter(|b| !b.is_empty())?;
+        let Some(brokers) = std::env::var("LEADSIFT_TEST_KAFKA").ok().filter(|b| !b.is_empty()) else {
+            eprintln!("SKIPPED (optional): set LEADSIFT_TEST_KAFKA=host:port to run the queue suite on a real broker");
+            return None;
+        };
         let broker = KafkaBroker {
             topic: unique("leadsift.inbound"),
             dead_letter_topic: unique("leadsift.dead-letter"),
