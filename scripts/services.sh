@@ -45,3 +45,23 @@ echo "services: PostgreSQL ready on 127.0.0.1:5432"
 
 # Dovecot (IMAP tests) and aiosmtpd (notification tests).
 "$(dirname "$0")/dovecot.sh"
+# Kafka needs no service: the tests serve librdkafka's mock cluster in-process
+# (set LEADSIFT_TEST_KAFKA=host:port to also run the queue suite on a real
+# broker). Building librdkafka (rdkafka-sys) needs a C toolchain and make.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "services: installing $*"
+    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; })
+  else
+    echo "services: $* missing; install it (Debian: apt-get install -y $*)" >&2
+    exit 1
+  fi
+}
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+  apt_install build-essential
+fi
+# `docker-compose config` validates the deployment file without a Docker engine.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  apt_install docker-compose
+fi
+echo "services: docker-compose $(docker-compose version --short 2>/dev/null || echo '?') for compose validation"

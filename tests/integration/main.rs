@@ -4,10 +4,13 @@
 
 mod channel_state;
 mod cli;
+mod deploy;
 mod feedback;
 mod imap;
 mod model_cli;
 mod notify;
 mod pipeline;
+mod queue_conformance;
+mod scale_out;
 mod store_conformance;
 mod webhooks;

@@ -5,6 +5,7 @@
 //! `LEADSIFT_TEST_REQUIRE_SERVICES=1` and the server is unreachable; the
 //! message says how to start it.
 
+pub mod kafka;
 pub mod mailservers;
 
 use std::path::PathBuf;

@@ -71,7 +71,7 @@ impl QueueError {
 }
 
 #[async_trait]
-pub trait Queue: Send + Sync {
+pub trait Queue: Send + Sync + std::fmt::Debug {
     /// Durably enqueues messages; returns one outcome per message, in order.
     /// Returning `Ok` means every message is safe to acknowledge upstream.
     async fn publish(&self, messages: &[Message]) -> Result<Vec<Published>, QueueError>;

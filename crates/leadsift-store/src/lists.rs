@@ -105,16 +105,28 @@ impl SqlStore {
         let keys: Vec<(IdentityKind, String)> = keys.into_iter().collect();
         let mut entries = Vec::new();
         for chunk in keys.chunks(200) {
-            let mut conditions = Vec::with_capacity(chunk.len());
-            for i in 0..chunk.len() {
-                conditions.push(format!("(kind = ${} AND value = ${})", 2 * i + 2, 2 * i + 3));
-            }
+            let pairs = (0..chunk.len()).map(|i| (2 * i + 2, 2 * i + 3));
+            // PostgreSQL joins a VALUES list (hash or index); with a chain of ORs
+            // it tested every key against every entry (40 ms a batch at 4,000 entries).
+            let matching = match self.backend {
+                crate::Backend::Postgres => format!(
+                    "(kind, value) IN (VALUES {})",
+                    pairs.map(|(k, v)| format!("(${k}, ${v})")).collect::<Vec<_>>().join(", ")
+                ),
+                crate::Backend::Sqlite => {
+                    pairs.map(|(k, v)| format!("(kind = ${k} AND value = ${v})")).collect::<Vec<_>>().join(" OR ")
+                }
+            };
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} FROM list_entries WHERE removed_at IS NULL \
-                 AND (expires_at IS NULL OR expires_at > $1) AND ({})",
-                conditions.join(" OR ")
+                 AND (expires_at IS NULL OR expires_at > $1) AND ({matching})"
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(millis(at));
+            // Not a cached prepared statement on PostgreSQL: a generic plan made
+            // while the table was small scans every entry once per key (150 ms a
+            // batch at 4,000 entries); planning each time uses the index.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(self.backend == crate::Backend::Sqlite)
+                .bind(millis(at));
             for (kind, value) in chunk {
                 query = query.bind(kind.as_str()).bind(value.clone());
             }

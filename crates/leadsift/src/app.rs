@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use leadsift_core::{LeadStore, Queue};
+use leadsift_kafka::{KafkaQueue, QueueRole};
 use leadsift_model::{Corpus, Model};
 use leadsift_pipeline::{Intake, Learner, Metrics, ModelHandle, RulesHandle, TriageSettings, TriageWorker};
 use leadsift_store::{SqlStore, redact_url};
@@ -22,6 +23,10 @@ pub struct App {
     pub model: Option<Arc<ModelHandle>>,
     pub intake: Intake,
     pub triage: TriageWorker,
+    /// The queue intake publishes to and triage consumes from.
+    pub queue: Arc<dyn Queue>,
+    /// Set when the queue is Kafka (it must be closed to commit and leave the group).
+    pub kafka: Option<Arc<KafkaQueue>>,
 }
 
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<SqlStore> {
@@ -94,7 +99,16 @@ pub async fn learner(
 }
 
 impl App {
+    /// Components for a one-shot command: with Kafka it only publishes (never
+    /// joins the triage group), with the built-in queue it also triages.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let role = if settings.kafka_settings()?.is_some() { QueueRole::Publish } else { QueueRole::PublishAndConsume };
+        Self::build_for(settings, role).await
+    }
+
+    /// Builds the components; with Kafka, `role` says whether this process
+    /// joins the triage consumer group.
+    pub async fn build_for(settings: &Settings, role: QueueRole) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         // Compiling the rules is CPU work; do it while the store connects and migrates.
         let rules_settings = settings.clone();
@@ -103,7 +117,14 @@ impl App {
         let store = connect_store(settings).await?;
         let rules = rules.await.context("rules loader failed")??;
         let wake = Arc::new(Notify::new());
-        let queue: Arc<dyn Queue> = Arc::new(store.clone());
+        let kafka = match settings.kafka_settings()? {
+            Some(kafka) => Some(Arc::new(KafkaQueue::connect(kafka, role).context("cannot connect to Kafka")?)),
+            None => None,
+        };
+        let queue: Arc<dyn Queue> = match &kafka {
+            Some(kafka) => Arc::clone(kafka) as Arc<dyn Queue>,
+            None => Arc::new(store.clone()),
+        };
         let lead_store: Arc<dyn LeadStore> = Arc::new(store.clone());
         let intake = Intake::new(
             Arc::clone(&queue),
@@ -118,12 +139,26 @@ impl App {
             idle_poll: Duration::from_millis(settings.triage.idle_poll_ms),
             routing: settings.routing(),
         };
-        let mut triage =
-            TriageWorker::new(queue, lead_store, Arc::clone(&rules), triage_settings, metrics.clone(), wake);
+        let mut triage = TriageWorker::new(
+            Arc::clone(&queue),
+            lead_store,
+            Arc::clone(&rules),
+            triage_settings,
+            metrics.clone(),
+            wake,
+        );
         let model = if settings.model.enabled { Some(model_handle(settings, &store, &metrics).await?) } else { None };
         if let Some(model) = &model {
             triage = triage.with_model(Arc::clone(model));
         }
-        Ok(Self { store, metrics, rules, model, intake, triage })
+        Ok(Self { store, metrics, rules, model, intake, triage, queue, kafka })
+    }
+
+    /// Commits and leaves the Kafka group (if any), then closes the store.
+    pub async fn close(&self) {
+        if let Some(kafka) = &self.kafka {
+            kafka.close().await;
+        }
+        self.store.close().await;
     }
 }

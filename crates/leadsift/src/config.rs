@@ -55,6 +55,26 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
+    /// Empty (the default) for the built-in queue in the database, or
+    /// `kafka://host:port[,host:port…]` for Kafka (intake and triage may then
+    /// run as separate processes: `leadsift run --role intake|triage`).
+    #[serde(default)]
+    pub url: String,
+    /// Kafka topic of inbound messages, keyed by sender identity.
+    #[serde(default = "default_kafka_topic")]
+    pub topic: String,
+    /// Kafka topic for messages that failed `max_attempts` times (error in headers).
+    #[serde(default = "default_kafka_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Kafka consumer group of the triage workers.
+    #[serde(default = "default_kafka_group")]
+    pub group: String,
+    /// Kafka: milliseconds after which a silent triage process loses its partitions.
+    #[serde(default = "default_kafka_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// Kafka: milliseconds shutdown and rebalance wait for batches in hand.
+    #[serde(default = "default_kafka_drain_deadline_ms")]
+    pub drain_deadline_ms: u64,
     /// Seconds a claimed message stays invisible to other workers.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
@@ -190,6 +210,21 @@ fn default_max_attempts() -> u32 {
 fn default_retry_delay_secs() -> u64 {
     5
 }
+fn default_kafka_topic() -> String {
+    "leadsift.inbound".into()
+}
+fn default_kafka_dead_letter_topic() -> String {
+    "leadsift.dead-letter".into()
+}
+fn default_kafka_group() -> String {
+    "leadsift-triage".into()
+}
+fn default_kafka_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_kafka_drain_deadline_ms() -> u64 {
+    10_000
+}
 fn default_batch_size() -> usize {
     256
 }
@@ -318,6 +353,7 @@ impl Settings {
         anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
         self.imap.validate()?;
         self.notify.validate()?;
+        self.kafka_settings()?;
         Ok(())
     }
 
@@ -359,6 +395,23 @@ impl Settings {
             (d.destination.clone(), target)
         });
         leadsift_pipeline::Attribution::new(targets, &self.intake.default_region)
+    }
+
+    /// The Kafka queue's settings, or `None` for the built-in queue.
+    pub fn kafka_settings(&self) -> anyhow::Result<Option<leadsift_kafka::KafkaSettings>> {
+        let url = self.queue.url.trim();
+        if url.is_empty() || url == "builtin" {
+            return Ok(None);
+        }
+        let mut kafka = leadsift_kafka::KafkaSettings::from_url(url).context("in [queue] url")?;
+        kafka.topic = self.queue.topic.clone();
+        kafka.dead_letter_topic = self.queue.dead_letter_topic.clone();
+        kafka.group = self.queue.group.clone();
+        kafka.max_attempts = self.queue.max_attempts;
+        kafka.retry_delay = std::time::Duration::from_secs(self.queue.retry_delay_secs);
+        kafka.session_timeout = std::time::Duration::from_millis(self.queue.session_timeout_ms);
+        kafka.drain_deadline = std::time::Duration::from_millis(self.queue.drain_deadline_ms);
+        Ok(Some(kafka))
     }
 
     pub fn store_settings(&self) -> leadsift_store::StoreSettings {
@@ -431,5 +484,18 @@ mod tests {
         assert_eq!(settings.triage.batch_size, 7);
         assert_eq!(settings.database.url, "postgres://h/db");
         assert_eq!(settings.stage_name(LeadStage::Offer), "КП");
+        assert!(settings.kafka_settings().unwrap().is_none());
+    }
+
+    #[test]
+    fn kafka_queue_comes_from_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(&file, "[queue]\nurl = \"kafka://kafka:9092\"\nmax_attempts = 3\ngroup = \"g\"\n").unwrap();
+        let kafka = Settings::load(Some(&file), None).unwrap().kafka_settings().unwrap().unwrap();
+        assert_eq!((kafka.brokers.as_str(), kafka.max_attempts, kafka.group.as_str()), ("kafka:9092", 3, "g"));
+        std::fs::write(&file, "[queue]\nurl = \"kafka://nohostport\"\n").unwrap();
+        let error = format!("{:#}", Settings::load(Some(&file), None).unwrap_err());
+        assert!(error.contains("[queue] url"), "{error}");
     }
 }

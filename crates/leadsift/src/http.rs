@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use leadsift_core::Queue;
 use leadsift_pipeline::{Metrics, RulesHandle};
-use leadsift_store::SqlStore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct HttpState {
-    pub store: SqlStore,
+    /// The queue whose depth `/healthz` and `/metrics` report.
+    pub queue: Arc<dyn Queue>,
     pub metrics: Metrics,
     pub rules: Arc<RulesHandle>,
     /// The webhook routes, merged in as they are.
@@ -29,7 +29,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {
-    match state.store.depth().await {
+    match state.queue.depth().await {
         Ok(depth) => {
             state.metrics.queue_depth.set(depth as i64);
             let body = json!({
@@ -47,7 +47,7 @@ async fn healthz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    if let Ok(depth) = state.store.depth().await {
+    if let Ok(depth) = state.queue.depth().await {
         state.metrics.queue_depth.set(depth as i64);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()

@@ -29,6 +29,8 @@ pub struct ImportArgs {
 
 pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // With Kafka, import is intake only: the triage processes store what it publishes.
+    let kafka = settings.kafka_settings()?.is_some();
     let app = App::build(settings).await?;
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
@@ -44,7 +46,7 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
     let mut triage_tasks = Vec::new();
     // Several workers pipeline classification with the store writes of
     // another batch; the store serialises the writes themselves.
-    for _ in 0..settings.triage.workers {
+    for _ in 0..if kafka { 0 } else { settings.triage.workers } {
         let triage = app.triage.clone();
         let triage_done = Arc::clone(&intake_done);
         triage_tasks.push(tokio::spawn(async move {
@@ -84,10 +86,14 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
         triaged.add(&task.await??);
     }
     let bar = progress.clone();
-    let rest = app.triage.drain(move |t| bar.set_message(format!("triaged {}", t.stored + t.duplicate))).await?;
-    triaged.add(&rest);
+    if kafka {
+        tracing::info!(published = intake.new, "published to Kafka; the triage processes store the messages");
+    } else {
+        let rest = app.triage.drain(move |t| bar.set_message(format!("triaged {}", t.stored + t.duplicate))).await?;
+        triaged.add(&rest);
+    }
     progress.finish_and_clear();
-    app.store.close().await;
+    app.close().await;
 
     let elapsed = started.elapsed().as_secs_f64();
     let by_verdict: BTreeMap<String, u64> = triaged.by_verdict.iter().map(|(v, n)| (v.to_string(), *n)).collect();

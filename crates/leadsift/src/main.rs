@@ -42,7 +42,7 @@ enum Command {
     /// Run files, folders, Maildirs, mboxes, archives or JSON lines (`-`) through the full pipeline.
     Import(import::ImportArgs),
     /// The daemon: triage workers, rules hot reload, drop folder, /healthz and /metrics.
-    Run,
+    Run(run::RunArgs),
     /// Work with leads.
     #[command(subcommand)]
     Leads(admin::LeadsCommand),
@@ -117,7 +117,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => classify::run(&settings, args),
         Command::Import(args) => import::run(&settings, args).await,
-        Command::Run => run::run(settings).await,
+        Command::Run(args) => run::run(settings, args).await,
         Command::Leads(command) => admin::leads(&settings, command).await,
         Command::Blacklist(command) => admin::list(&settings, leadsift_core::ListKind::Blacklist, command).await,
         Command::Allowlist(command) => admin::list(&settings, leadsift_core::ListKind::Allowlist, command).await,

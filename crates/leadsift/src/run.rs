@@ -1,5 +1,7 @@
 //! `leadsift run`: the daemon. Every component gets the same shutdown
-//! token; the first one to fail stops the rest.
+//! token; the first one to fail stops the rest. `--role` picks the
+//! components, so intake and triage can scale as separate processes over
+//! Kafka (or share the built-in queue's database).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,8 +17,34 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::http::{self, HttpState};
 
-pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
-    let app = App::build(&settings).await?;
+/// Which components `leadsift run` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    /// Inputs into the queue (drop folder, HTTP), no triage.
+    Intake,
+    /// Triage workers (and rules hot reload) consuming the queue.
+    Triage,
+    /// Both in one process.
+    #[default]
+    All,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Components to run: intake, triage or all.
+    #[arg(long, value_enum, default_value_t = Role::All, env = "LEADSIFT_ROLE")]
+    pub role: Role,
+}
+
+pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let role = args.role;
+    let queue_role = match role {
+        Role::Intake => leadsift_kafka::QueueRole::Publish,
+        Role::Triage | Role::All => leadsift_kafka::QueueRole::PublishAndConsume,
+    };
+    let app = App::build_for(&settings, queue_role).await?;
+    tracing::info!(?role, kafka = app.kafka.is_some(), "starting");
+    let triage_workers = if role == Role::Intake { 0 } else { settings.triage.workers };
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
         .await
@@ -24,7 +52,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     tracing::info!(address = %listener.local_addr()?, "HTTP server listening (/healthz, /metrics, /intake/*)");
 
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-    for _ in 0..settings.triage.workers {
+    for _ in 0..triage_workers {
         let worker = app.triage.clone();
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -33,7 +61,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         });
     }
     // The built-in rules (no rules file) have nothing to watch.
-    if app.rules.path().is_some() {
+    if role != Role::Intake && app.rules.path().is_some() {
         let rules = app.rules.clone();
         let token = shutdown.clone();
         let poll = Duration::from_millis(settings.rules.poll_ms);
@@ -42,7 +70,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok("rules watcher")
         });
     }
-    if let Some(model) = &app.model {
+    // The model learns and refreshes where triage runs.
+    if role != Role::Intake
+        && let Some(model) = &app.model
+    {
         let store: Arc<dyn LeadStore> = Arc::new(app.store.clone());
         let token = shutdown.clone();
         let interval = Duration::from_secs(settings.model.refresh_secs);
@@ -62,7 +93,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    if !settings.intake.drop_folder.as_os_str().is_empty() {
+    if role != Role::Triage && !settings.intake.drop_folder.as_os_str().is_empty() {
         let folder = DropFolder::new(settings.intake.drop_folder.clone());
         let intake = app.intake.clone();
         let token = shutdown.clone();
@@ -71,7 +102,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok("drop folder")
         });
     }
-    crate::channels::spawn(&settings, &app, &shutdown, &mut tasks)?;
+    if role != Role::Triage {
+        crate::channels::spawn(&settings, &app, &shutdown, &mut tasks)?;
+    }
     let webhooks = leadsift_webhooks::Webhooks::new(
         settings.webhooks.clone(),
         app.intake.clone(),
@@ -79,14 +112,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         &app.metrics,
     );
     let webhook_routes = webhooks.router();
-    for (name, task) in webhooks.tasks(shutdown.clone()) {
-        tasks.spawn(async move {
-            task.await?;
-            Ok(name)
-        });
+    if role != Role::Triage {
+        for (name, task) in webhooks.tasks(shutdown.clone()) {
+            tasks.spawn(async move {
+                task.await?;
+                Ok(name)
+            });
+        }
     }
     let state = HttpState {
-        store: app.store.clone(),
+        queue: app.queue.clone(),
         metrics: app.metrics.clone(),
         rules: app.rules.clone(),
         webhooks: webhook_routes,
@@ -123,7 +158,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     if drained.is_err() {
         tracing::warn!("components did not stop within 20 s; exiting anyway (unacked messages will be redelivered)");
     }
-    app.store.close().await;
+    app.close().await;
     match failure {
         Some(error) => Err(error),
         None => Ok(ExitCode::SUCCESS),

@@ -5,7 +5,10 @@
 //! cargo run --release -p leadsift --bin leadsift-bench -- import PATH...
 //! cargo run --release -p leadsift --bin leadsift-bench -- model [--model DIR]
 //! cargo run --release -p leadsift --bin leadsift-bench -- http --requests 60000 --connections 64
+//! cargo run --release -p leadsift --bin leadsift-bench -- pipeline --triage 1,2
 //! ```
+//! `pipeline` measures intake → committed verdict over Kafka and PostgreSQL
+//! with separate triage processes (see `bench/pipeline.rs`).
 //! `classify` reads every input into memory first, then parses the raw
 //! bytes and classifies them with the built-in rules and model (or rules
 //! alone with `--no-model`) on one thread, several rounds; it reports
@@ -30,6 +33,9 @@ use leadsift_core::{Classifier, SenderStanding};
 use leadsift_formats::{ParseOptions, parse_item, read_inputs};
 use leadsift_model::{CombinedClassifier, Model};
 use leadsift_rules::RuleSet;
+
+#[path = "bench/pipeline.rs"]
+mod pipeline;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -87,6 +93,8 @@ enum Bench {
         #[arg(long)]
         leadsift: Option<PathBuf>,
     },
+    /// Intake → committed verdict over Kafka + PostgreSQL with 1..N triage processes.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -113,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(http_load::run(requests, connections, leadsift_binary(leadsift)?)),
+        Bench::Pipeline(args) => tokio::runtime::Runtime::new()?.block_on(pipeline::run(args)),
     }
 }
 
