@@ -114,6 +114,12 @@ impl Learner {
 
     /// Learns from all feedback if there is a label newer than the last attempt.
     pub async fn learn_once(&self) -> Result<LearnOutcome, PipelineError> {
+        // Cheap check first: this runs every `learn_interval_secs` in every
+        // triage process, and reading every label with its message is not.
+        let last_attempt = self.store.model_versions(1).await?.first().map_or(0, |v| v.feedback_upto);
+        if self.store.feedback(last_attempt, 1).await?.is_empty() {
+            return Ok(LearnOutcome::UpToDate);
+        }
         let mut feedback = Vec::new();
         let mut after = 0;
         loop {
@@ -128,10 +134,6 @@ impl Learner {
             }
         }
         let Some(upto) = feedback.last().map(|f| f.id) else { return Ok(LearnOutcome::UpToDate) };
-        let last_attempt = self.store.model_versions(1).await?.first().map_or(0, |v| v.feedback_upto);
-        if last_attempt >= upto {
-            return Ok(LearnOutcome::UpToDate);
-        }
         // The latest label of each message wins (feedback is in id order).
         let mut latest: BTreeMap<i64, (Message, Verdict)> = BTreeMap::new();
         for item in feedback {
