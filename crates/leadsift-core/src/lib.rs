@@ -19,7 +19,9 @@ pub mod lists;
 pub mod message;
 pub mod names;
 pub mod queue;
+pub mod report;
 pub mod routing;
+pub mod sales;
 pub mod secret;
 pub mod store;
 pub mod verdict;
@@ -32,7 +34,12 @@ pub use lists::{EntryOrigin, ListAuditRecord, ListEntry, ListKind, NewListEntry,
 pub use message::{Attachment, CallInfo, Channel, DedupKey, Header, Message, Sender, Utm};
 pub use names::UnknownName;
 pub use queue::{Delivery, DeliveryId, Nacked, Published, Queue, QueueError};
+pub use report::{Report, ReportInputs, ReportPeriod};
 pub use routing::{Route, RoutingPolicy};
+pub use sales::{
+    AdSpend, Amount, Company, Converted, Currency, Deal, DealClosing, DealFilter, DealStage, LeadConversion, Money,
+    MoneyError, SpendImport,
+};
 pub use secret::Secret;
 pub use store::{LeadStore, MessageCounts, Quarantined, StoreError, StoredMessage, TriageWrite, Triaged};
 pub use verdict::{Classification, Evidence, Reason, ReasonOrigin, ScoringPolicy, Verdict};

@@ -9,7 +9,9 @@ use crate::identity::{PhoneNumber, SourceRef};
 use crate::lead::{Lead, LeadFilter, StageChange, StageMove};
 use crate::lists::{ListAuditRecord, ListEntry, ListKind, NewListEntry, SenderStanding};
 use crate::message::{Channel, DedupKey, Message, Sender};
+use crate::report::{Report, ReportPeriod};
 use crate::routing::Route;
+use crate::sales::{AdSpend, Converted, Deal, DealClosing, DealFilter, LeadConversion, SpendImport};
 use crate::verdict::{Classification, Verdict};
 
 /// A classified, routed message ready to be written.
@@ -166,4 +168,25 @@ pub trait LeadStore: Send + Sync {
     async fn current_model_id(&self) -> Result<Option<i64>, StoreError>;
     /// The newest attempts, accepted or refused, newest first.
     async fn model_versions(&self, limit: u32) -> Result<Vec<ModelVersion>, StoreError>;
+
+    /// Converts an open lead into contact + company + deal in one
+    /// transaction: the lead's contact (created from its identities if it
+    /// has none), a company (the explicit one, else one derived from a
+    /// corporate email domain, never a free-mail one), a deal in progress,
+    /// and the lead's move to `converted` in its history.
+    async fn convert_lead(&self, request: &LeadConversion, at: DateTime<Utc>) -> Result<Converted, StoreError>;
+    /// Closes a deal in progress as won or lost.
+    async fn close_deal(&self, request: &DealClosing, at: DateTime<Utc>) -> Result<Deal, StoreError>;
+    async fn deal(&self, id: i64) -> Result<Option<Deal>, StoreError>;
+    async fn deals(&self, filter: &DealFilter) -> Result<Vec<Deal>, StoreError>;
+
+    /// Upserts ad spend lines, idempotent per (date, source, campaign): a
+    /// line already stored with the same amount is unchanged, with another
+    /// amount it is updated. All lines in one transaction.
+    async fn import_spend(&self, lines: &[AdSpend], at: DateTime<Utc>) -> Result<SpendImport, StoreError>;
+    /// Spend lines dated within `[from, to]`, by date.
+    async fn spend(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<AdSpend>, StoreError>;
+
+    /// Every management report for a period (definitions in [`crate::report`]).
+    async fn report(&self, period: &ReportPeriod) -> Result<Report, StoreError>;
 }
