@@ -131,6 +131,12 @@ impl SqlStore {
         request: &StageMove,
         at: DateTime<Utc>,
     ) -> Result<StageChange, StoreError> {
+        if request.to == LeadStage::Converted {
+            return Err(StoreError::Invalid(format!(
+                "lead {} becomes converted by converting it (contact + company + deal): `leadsift leads convert {}`",
+                request.lead_id, request.lead_id
+            )));
+        }
         let junk_reason = match (request.to, request.junk_reason) {
             (LeadStage::Junk, None) => {
                 return Err(StoreError::Invalid(format!(
@@ -155,6 +161,12 @@ impl SqlStore {
             what: "leads.stage",
             detail: e.to_string(),
         })?;
+        if from == LeadStage::Converted {
+            return Err(StoreError::Invalid(format!(
+                "lead {} was converted into a deal; work the deal instead (`leadsift deals`)",
+                request.lead_id
+            )));
+        }
         let at_ms = millis(at);
         let closed_at = (!request.to.is_open()).then_some(at_ms);
         sqlx::query(

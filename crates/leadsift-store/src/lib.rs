@@ -14,10 +14,12 @@
 
 mod calls;
 mod channels;
+mod deals;
 mod feedback;
 mod inbox;
 mod leads;
 mod lists;
+mod reports;
 mod rows;
 mod triage;
 
@@ -27,11 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use leadsift_core::{
-    Classification, DedupKey, Feedback, Lead, LeadFilter, LeadStore, ListAuditRecord, ListEntry, ListKind, Message,
-    MessageCounts, ModelVersion, NewFeedback, NewListEntry, NewModelVersion, PhoneNumber, Quarantined, Sender,
-    SenderStanding, SourceRef, StageChange, StageMove, StoreError, StoredMessage, TriageWrite, Triaged,
+    AdSpend, Classification, Converted, Deal, DealClosing, DealFilter, DedupKey, Feedback, Lead, LeadConversion,
+    LeadFilter, LeadStore, ListAuditRecord, ListEntry, ListKind, Message, MessageCounts, ModelVersion, NewFeedback,
+    NewListEntry, NewModelVersion, PhoneNumber, Quarantined, Report, ReportPeriod, Sender, SenderStanding, SourceRef,
+    SpendImport, StageChange, StageMove, StoreError, StoredMessage, TriageWrite, Triaged,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -124,6 +127,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "channels",
         include_str!("../migrations/sqlite/0003_channels.sql"),
         include_str!("../migrations/postgres/0003_channels.sql"),
+    ),
+    (
+        4,
+        "sales",
+        include_str!("../migrations/sqlite/0004_sales.sql"),
+        include_str!("../migrations/postgres/0004_sales.sql"),
     ),
 ];
 
@@ -390,6 +399,34 @@ impl LeadStore for SqlStore {
 
     async fn model_versions(&self, limit: u32) -> Result<Vec<ModelVersion>, StoreError> {
         self.query_model_versions(limit).await
+    }
+
+    async fn convert_lead(&self, request: &LeadConversion, at: DateTime<Utc>) -> Result<Converted, StoreError> {
+        self.apply_conversion(request, at).await
+    }
+
+    async fn close_deal(&self, request: &DealClosing, at: DateTime<Utc>) -> Result<Deal, StoreError> {
+        self.apply_deal_closing(request, at).await
+    }
+
+    async fn deal(&self, id: i64) -> Result<Option<Deal>, StoreError> {
+        self.query_deal(id).await
+    }
+
+    async fn deals(&self, filter: &DealFilter) -> Result<Vec<Deal>, StoreError> {
+        self.query_deals(filter).await
+    }
+
+    async fn import_spend(&self, lines: &[AdSpend], at: DateTime<Utc>) -> Result<SpendImport, StoreError> {
+        self.upsert_spend(lines, at).await
+    }
+
+    async fn spend(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<AdSpend>, StoreError> {
+        self.query_spend(from, to).await
+    }
+
+    async fn report(&self, period: &ReportPeriod) -> Result<Report, StoreError> {
+        self.build_report(period).await
     }
 }
 
