@@ -24,11 +24,13 @@ mod error;
 mod event;
 mod html;
 mod rfc822;
+pub mod spend;
 pub mod walk;
 
 pub use error::FormatError;
 pub use event::{parse_event_json, parse_json_lines};
 pub use rfc822::parse_rfc822;
+pub use spend::{SpendFileError, SpendLineError, parse_spend_csv};
 pub use walk::{InputFailure, InputItem, InputKind, Inputs, WalkSummary, parse_item, read_inputs, visit_inputs};
 
 /// Prefix of the headers this crate adds for identities it could not validate,
