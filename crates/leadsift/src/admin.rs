@@ -50,6 +50,8 @@ pub enum LeadsCommand {
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,
     },
+    /// Convert an open lead into contact + company + deal (one transaction).
+    Convert(crate::sales::ConvertArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -127,6 +129,9 @@ pub fn rules(command: &RulesCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn leads(settings: &Settings, command: LeadsCommand) -> anyhow::Result<ExitCode> {
+    if let LeadsCommand::Convert(args) = command {
+        return crate::sales::convert(settings, args).await;
+    }
     let store = connect_store(settings).await?;
     match command {
         LeadsCommand::List { stage, review, limit, json } => {
@@ -221,6 +226,7 @@ pub async fn leads(settings: &Settings, command: LeadsCommand) -> anyhow::Result
                 crate::model_cmd::update_model(settings, &store).await?;
             }
         }
+        LeadsCommand::Convert(_) => unreachable!("handled above"),
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

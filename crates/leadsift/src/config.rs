@@ -36,6 +36,12 @@ pub struct Settings {
     pub webhooks: leadsift_webhooks::WebhookSettings,
     #[serde(default)]
     pub attribution: AttributionSettings,
+    /// Currency and time zone of the management reports.
+    #[serde(default)]
+    pub reports: ReportSettings,
+    /// The JSON API under `/api/` (off until a token is set).
+    #[serde(default)]
+    pub api: ApiSettings,
     /// Display names of the lead stages (Russian by default), keyed by stage id.
     #[serde(default)]
     pub stages: BTreeMap<String, String>,
@@ -171,6 +177,42 @@ pub struct HttpSettings {
     pub listen: String,
 }
 
+/// `[reports]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// ISO 4217 code the reports sum money in; deals and spend in other
+    /// currencies are counted apart, never converted.
+    #[serde(default = "default_report_currency")]
+    pub currency: String,
+    /// The team's UTC offset (`+03:00` is Moscow): report periods are whole
+    /// local days, and so are ad spend dates.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+}
+
+impl ReportSettings {
+    pub fn currency(&self) -> anyhow::Result<leadsift_core::Currency> {
+        leadsift_core::Currency::parse(&self.currency).context("reports.currency")
+    }
+
+    pub fn utc_offset(&self) -> anyhow::Result<chrono::FixedOffset> {
+        self.utc_offset.parse().map_err(|e| {
+            anyhow::anyhow!("reports.utc_offset {:?} is not an offset such as +03:00: {e}", self.utc_offset)
+        })
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer token for `/api/*` (`Authorization: Bearer <token>`); empty
+    /// (the default) turns the API off (404). Never logged.
+    #[serde(default = "default_api_token")]
+    pub token: leadsift_core::Secret,
+}
+
 /// `[attribution]`: which ad source and campaign each destination belongs to.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,6 +315,15 @@ fn default_max_message_bytes() -> usize {
 fn default_max_text_bytes() -> usize {
     256 * 1024
 }
+fn default_report_currency() -> String {
+    "RUB".into()
+}
+fn default_utc_offset() -> String {
+    "+03:00".into()
+}
+fn default_api_token() -> leadsift_core::Secret {
+    leadsift_core::Secret::new("")
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -293,7 +344,9 @@ default_from_serde!(
     RulesSettings,
     ModelSettings,
     IntakeSettings,
-    HttpSettings
+    HttpSettings,
+    ReportSettings,
+    ApiSettings
 );
 
 impl Settings {
@@ -351,6 +404,8 @@ impl Settings {
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
         anyhow::ensure!(self.model.learn_interval_secs > 0, "model.learn_interval_secs must be at least 1");
         anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
+        self.reports.currency()?;
+        self.reports.utc_offset()?;
         self.imap.validate()?;
         self.notify.validate()?;
         self.kafka_settings()?;

@@ -1,5 +1,5 @@
 //! The HTTP server of `leadsift run`: `/healthz`, Prometheus `/metrics`,
-//! and the `/intake/*` webhooks of leadsift-webhooks.
+//! the `/intake/*` webhooks of leadsift-webhooks, and the `/api/*` JSON API.
 
 use std::sync::Arc;
 
@@ -21,11 +21,19 @@ pub struct HttpState {
     pub rules: Arc<RulesHandle>,
     /// The webhook routes, merged in as they are.
     pub webhooks: Router,
+    /// The `/api/*` routes (empty when the API is off).
+    pub api: Router,
 }
 
 pub fn router(state: HttpState) -> Router {
     let webhooks = state.webhooks.clone();
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state).merge(webhooks)
+    let api = state.api.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(webhooks)
+        .merge(api)
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

@@ -2,6 +2,7 @@
 //! arguments, load settings, set up logging, run one command.
 
 mod admin;
+mod api;
 mod app;
 mod channels;
 mod classify;
@@ -9,7 +10,9 @@ mod config;
 mod http;
 mod import;
 mod model_cmd;
+mod report_render;
 mod run;
+mod sales;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +70,14 @@ enum Command {
     /// The model's update history.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Deals made from converted leads: list, show, close as won or lost.
+    #[command(subcommand)]
+    Deals(sales::DealsCommand),
+    /// Ad spend by date, source and campaign (CSV import).
+    #[command(subcommand)]
+    Spend(sales::SpendCommand),
+    /// The management reports for a period (table, JSON or CSV).
+    Report(sales::ReportArgs),
 }
 
 fn init_logging() {
@@ -126,6 +137,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => model_cmd::eval_command(&settings, args),
         Command::Learn(args) => model_cmd::learn_command(&settings, args).await,
         Command::Model(command) => model_cmd::model_command(&settings, command).await,
+        Command::Deals(command) => sales::deals(&settings, command).await,
+        Command::Spend(command) => sales::spend(&settings, command).await,
+        Command::Report(args) => sales::report(&settings, args).await,
         Command::Rules(_) => unreachable!("handled above"),
     }
 }

@@ -125,6 +125,12 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
         metrics: app.metrics.clone(),
         rules: app.rules.clone(),
         webhooks: webhook_routes,
+        api: crate::api::router(crate::api::ApiState {
+            store: Arc::new(app.store.clone()),
+            token: settings.api.token.clone(),
+            currency: settings.reports.currency()?,
+            utc_offset: settings.reports.utc_offset()?,
+        }),
     };
     let token = shutdown.clone();
     tasks.spawn(async move {
