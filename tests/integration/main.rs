@@ -11,6 +11,7 @@ mod model_cli;
 mod notify;
 mod pipeline;
 mod queue_conformance;
+mod sales;
 mod scale_out;
 mod store_conformance;
 mod webhooks;

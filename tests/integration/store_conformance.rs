@@ -176,19 +176,15 @@ async fn repeat_inquiry_attaches_to_open_lead_and_later_one_is_returning(db: &Te
     assert_eq!(lead.message_count, 2);
     assert_eq!(lead.identities.len(), 2, "phone identity linked to the contact");
 
-    store
-        .move_lead(
-            &StageMove {
-                lead_id: first,
-                to: LeadStage::Converted,
-                junk_reason: None,
-                actor: "anna".into(),
-                note: None,
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    let conversion = leadsift_core::LeadConversion {
+        lead_id: first,
+        company: None,
+        deal_title: None,
+        amount: None,
+        actor: "anna".into(),
+        note: None,
+    };
+    store.convert_lead(&conversion, Utc::now()).await.unwrap();
     // A call from the phone alone now finds the same contact, who is returning.
     let mut call = Message::new(Channel::Call, DedupKey::from_upstream_id(Channel::Call, "pbx-1"), Utc::now());
     call.sender.phone = Some(PhoneNumber::parse("8 916 204-55-81", "RU").unwrap());
