@@ -6,7 +6,10 @@
 //! cargo run --release -p leadsift --bin leadsift-bench -- model [--model DIR]
 //! cargo run --release -p leadsift --bin leadsift-bench -- http --requests 60000 --connections 64
 //! cargo run --release -p leadsift --bin leadsift-bench -- pipeline --triage 1,2
+//! cargo run --release -p leadsift --bin leadsift-bench -- report --leads 200000 --messages 1000000
 //! ```
+//! `report` seeds a fresh PostgreSQL database and times every report of a
+//! month, a quarter and a year (see `bench/report.rs`).
 //! `pipeline` measures intake → committed verdict over Kafka and PostgreSQL
 //! with separate triage processes (see `bench/pipeline.rs`).
 //! `classify` reads every input into memory first, then parses the raw
@@ -36,6 +39,8 @@ use leadsift_rules::RuleSet;
 
 #[path = "bench/pipeline.rs"]
 mod pipeline;
+#[path = "bench/report.rs"]
+mod report;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -95,6 +100,8 @@ enum Bench {
     },
     /// Intake → committed verdict over Kafka + PostgreSQL with 1..N triage processes.
     Pipeline(pipeline::PipelineArgs),
+    /// The management reports over a seeded PostgreSQL store (1,000,000 messages, 200,000 leads).
+    Report(report::ReportArgs),
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -122,6 +129,7 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(http_load::run(requests, connections, leadsift_binary(leadsift)?)),
         Bench::Pipeline(args) => tokio::runtime::Runtime::new()?.block_on(pipeline::run(args)),
+        Bench::Report(args) => report::run(args),
     }
 }
 
