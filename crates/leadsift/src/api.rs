@@ -129,8 +129,8 @@ fn money(state: &ApiState, amount: Option<Amount>, currency: Option<&str>) -> Re
 struct ReportQuery {
     from: NaiveDate,
     to: NaiveDate,
-    #[serde(default)]
-    format: ReportFormat,
+    /// `json` (the default here), `csv` or `table`.
+    format: Option<ReportFormat>,
     currency: Option<String>,
     only: Option<String>,
 }
@@ -142,8 +142,9 @@ async fn reports(State(state): State<ApiState>, Query(query): Query<ReportQuery>
     };
     let period = ReportPeriod::new(query.from, query.to, state.utc_offset, currency).map_err(bad_request)?;
     let report = state.store.report(&period).await?;
-    let body = render_report(&report, query.format, query.only.as_deref()).map_err(bad_request)?;
-    let content_type = match query.format {
+    let format = query.format.unwrap_or(ReportFormat::Json);
+    let body = render_report(&report, format, query.only.as_deref()).map_err(bad_request)?;
+    let content_type = match format {
         ReportFormat::Json => "application/json",
         ReportFormat::Csv => "text/csv; charset=utf-8",
         ReportFormat::Table => "text/plain; charset=utf-8",

@@ -122,12 +122,12 @@ async fn seed(store: &SqlStore, leads: i64, messages: i64) -> anyhow::Result<()>
     let statements = [
         format!(
             "INSERT INTO contacts (id, display_name, created_at)
-             SELECT g, 'Client ' || g, {YEAR_START_MS} FROM generate_series(1, {contacts}) g"
+             SELECT g, 'Client ' || g, {YEAR_START_MS} FROM generate_series(1::bigint, {contacts}) g"
         ),
         format!(
             "INSERT INTO contact_identities (kind, value, contact_id, created_at)
              SELECT 'email', 'client' || g || '@firm' || (g % 7000) || '.example', g, {YEAR_START_MS}
-             FROM generate_series(1, {contacts}) g"
+             FROM generate_series(1::bigint, {contacts}) g"
         ),
         // Stage mix per lead id: 0-1 spam junked by triage, 2 non-target junked
         // by a manager, 3 converted, 4-5 qualification, 6 offer, 7-9 contact_client.
@@ -150,20 +150,20 @@ async fn seed(store: &SqlStore, leads: i64, messages: i64) -> anyhow::Result<()>
                {YEAR_START_MS} + g * {step}, {YEAR_START_MS} + g * {step},
                CASE WHEN g % 10 IN (0, 1) THEN {YEAR_START_MS} + g * {step}
                     WHEN g % 10 IN (2, 3) THEN {YEAR_START_MS} + g * {step} + 86400000 END
-             FROM generate_series(1, {leads}) g"
+             FROM generate_series(1::bigint, {leads}) g"
         ),
         format!(
             "INSERT INTO lead_stage_changes (lead_id, from_stage, to_stage, junk_reason, actor, reason, at)
              SELECT g, NULL, CASE WHEN g % 10 IN (0, 1) THEN 'junk' ELSE 'contact_client' END,
                CASE WHEN g % 10 IN (0, 1) THEN 'spam' END, 'triage', 'triage', {YEAR_START_MS} + g * {step}
-             FROM generate_series(1, {leads}) g"
+             FROM generate_series(1::bigint, {leads}) g"
         ),
         format!(
             "INSERT INTO lead_stage_changes (lead_id, from_stage, to_stage, junk_reason, actor, reason, at)
              SELECT g, 'contact_client', CASE WHEN g % 10 = 2 THEN 'junk' WHEN g % 10 = 3 THEN 'converted'
                WHEN g % 10 = 6 THEN 'offer' ELSE 'qualification' END,
                CASE WHEN g % 10 = 2 THEN 'non_target' END, 'anna', NULL, {YEAR_START_MS} + g * {step} + 86400000
-             FROM generate_series(1, {leads}) g WHERE g % 10 IN (2, 3, 4, 5, 6)"
+             FROM generate_series(1::bigint, {leads}) g WHERE g % 10 IN (2, 3, 4, 5, 6)"
         ),
         // Every converted lead has a deal: a third won, a third lost, a third open.
         "INSERT INTO deals (lead_id, contact_id, title, stage, amount_minor, currency, lost_reason, channel, source,
@@ -188,7 +188,7 @@ async fn seed(store: &SqlStore, leads: i64, messages: i64) -> anyhow::Result<()>
                0.9, '[]', 'lead',
                CASE WHEN g % 17 = 0 OR g % {leads} = 0 THEN NULL ELSE g % {leads} END, NULL,
                'yandex_direct', 'campaign_1', $1
-             FROM generate_series(1, {messages}) g"
+             FROM generate_series(1::bigint, {messages}) g"
         ),
         // Daily spend of every source and campaign in 2026.
         "INSERT INTO ad_spend (day, source, campaign, amount_minor, currency, updated_at)
@@ -199,7 +199,7 @@ async fn seed(store: &SqlStore, leads: i64, messages: i64) -> anyhow::Result<()>
         format!(
             "INSERT INTO list_entries (list, kind, value, reason, origin, created_by, created_at)
              SELECT 'blacklist', 'email', 'spammer' || g || '@spam.example', 'spam', 'auto', 'triage',
-               {YEAR_START_MS} + g * 3600000 FROM generate_series(1, 5000) g"
+               {YEAR_START_MS} + g * 3600000 FROM generate_series(1::bigint, 5000) g"
         ),
     ];
     for sql in statements {
