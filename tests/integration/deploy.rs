@@ -94,3 +94,48 @@ fn dashboard_queries_only_exported_metrics() {
     assert!(checked >= 10, "only {checked} metric references found");
     assert_eq!(metric_names("rate(leadsift_triage_latency_seconds_bucket[5m])"), vec!["triage_latency_seconds"]);
 }
+
+/// Every metric the alert rules use is exported by some crate, and every
+/// alert the issue asks for is there.
+#[test]
+fn alert_rules_use_only_exported_metrics() {
+    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(repo().join("crates")).unwrap() {
+        let src = entry.unwrap().path().join("src");
+        for file in walk_rs(&src) {
+            sources.push_str(&std::fs::read_to_string(file).unwrap());
+        }
+    }
+    let mut checked = 0;
+    for name in metric_names(&rules) {
+        assert!(sources.contains(&format!("\"{name}\"")), "alerts.yml uses unknown metric leadsift_{name}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} metric references found");
+    for alert in ["LeadsiftIntakeStopped", "LeadsiftQueueLagGrowing", "LeadsiftTriageFailing", "LeadsiftSpamShareSpike"]
+    {
+        assert!(rules.contains(&format!("alert: {alert}")), "alerts.yml lacks {alert}");
+    }
+    let prometheus = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).unwrap();
+    assert!(prometheus.contains("/etc/prometheus/alerts.yml"), "prometheus.yml does not load the alert rules");
+    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    assert!(
+        compose.contains("./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml"),
+        "compose does not mount the rules"
+    );
+}
+
+fn walk_rs(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return files };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_rs(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
