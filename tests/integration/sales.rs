@@ -770,6 +770,15 @@ async fn cli_and_http_api_return_the_same_reports_and_refuse_bad_input() {
     assert_eq!(spend.status(), 400);
     let errors: Value = spend.json().await.unwrap();
     assert_eq!(errors["lines"][0]["line"], 2);
+
+    let metrics = client.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "leadsift_api_requests_total{route=\"/api/reports\",status=\"401\"} 2",
+        "leadsift_api_requests_total{route=\"/api/leads/{id}/move\",status=\"422\"} 1",
+        "leadsift_api_requests_total{route=\"/api/spend\",status=\"400\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics:\n{metrics}");
+    }
 }
 
 /// Without a token the API is not there at all.

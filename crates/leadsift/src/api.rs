@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,21 @@ pub struct ApiState {
     pub token: Secret,
     pub currency: Currency,
     pub utc_offset: chrono::FixedOffset,
+    pub requests: prometheus::IntCounterVec,
+}
+
+impl ApiState {
+    /// `leadsift_api_requests_total{route, status}`: route is the matched
+    /// template (`/api/leads/{id}`), status the HTTP code — both bounded.
+    pub fn requests_metric(metrics: &leadsift_pipeline::Metrics) -> prometheus::IntCounterVec {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("api_requests_total", "JSON API requests by route template and status."),
+            &["route", "status"],
+        )
+        .expect("static metric definition");
+        let _ = metrics.registry.register(Box::new(requests.clone()));
+        requests
+    }
 }
 
 impl std::fmt::Debug for ApiState {
@@ -93,7 +108,16 @@ pub fn router(state: ApiState) -> Router {
         // Off: every API path is simply not there.
         return Router::new();
     }
-    routes.route_layer(middleware::from_fn_with_state(state.clone(), authenticate)).with_state(state)
+    routes
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+async fn count(State(state): State<ApiState>, route: MatchedPath, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.requests.with_label_values(&[route.as_str(), response.status().as_str()]).inc();
+    response
 }
 
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -130,6 +130,7 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             token: settings.api.token.clone(),
             currency: settings.reports.currency()?,
             utc_offset: settings.reports.utc_offset()?,
+            requests: crate::api::ApiState::requests_metric(&app.metrics),
         }),
     };
     let token = shutdown.clone();

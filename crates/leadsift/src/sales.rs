@@ -229,6 +229,14 @@ pub async fn deals(settings: &Settings, command: DealsCommand) -> anyhow::Result
 pub async fn spend(settings: &Settings, command: SpendCommand) -> anyhow::Result<ExitCode> {
     match command {
         SpendCommand::Import { file } => {
+            // A year of daily spend for hundreds of campaigns is a few MB.
+            const MAX_SPEND_FILE_BYTES: u64 = 64 * 1024 * 1024;
+            let size = std::fs::metadata(&file).with_context(|| format!("cannot read {}", file.display()))?.len();
+            anyhow::ensure!(
+                size <= MAX_SPEND_FILE_BYTES,
+                "{}: {size} bytes is not a spend file (at most {MAX_SPEND_FILE_BYTES} bytes); split it",
+                file.display()
+            );
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let lines = match leadsift_formats::parse_spend_csv(&bytes, &settings.reports.currency()?) {
                 Ok(lines) => lines,
