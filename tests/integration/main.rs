@@ -14,4 +14,5 @@ mod queue_conformance;
 mod sales;
 mod scale_out;
 mod store_conformance;
+mod web;
 mod webhooks;

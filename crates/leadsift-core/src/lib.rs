@@ -11,6 +11,7 @@
 //! engine, the ML model and every channel share one behaviour, including the
 //! rule that an unsure verdict becomes a lead to review rather than junk.
 
+pub mod access;
 pub mod classify;
 pub mod feedback;
 pub mod identity;
@@ -26,6 +27,7 @@ pub mod secret;
 pub mod store;
 pub mod verdict;
 
+pub use access::{Role, Session, User};
 pub use classify::Classifier;
 pub use feedback::{Feedback, FeedbackOrigin, ModelVersion, NewFeedback, NewModelVersion, label_for_move};
 pub use identity::{Domain, EmailAddress, IdentityError, IdentityKind, MessengerHandle, PhoneNumber, SourceRef};

@@ -51,6 +51,20 @@ fn change_from_row(row: &AnyRow) -> Result<StageChange, StoreError> {
 }
 
 impl SqlStore {
+    /// How many leads each stage holds (stages without leads are left out).
+    pub async fn lead_stage_counts(&self) -> Result<Vec<(LeadStage, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT stage, CAST(COUNT(*) AS BIGINT) AS n FROM leads GROUP BY stage")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("counting leads by stage"))?;
+        let mut counts = rows
+            .iter()
+            .map(|row| Ok((parsed(row, "stage")?, col(row, "n")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        counts.sort();
+        Ok(counts)
+    }
+
     pub(crate) async fn query_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError> {
         // Review leads first: they are the ones a person must look at.
         let sql = format!(

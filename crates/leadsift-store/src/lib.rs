@@ -22,6 +22,7 @@ mod lists;
 mod reports;
 mod rows;
 mod triage;
+mod users;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -133,6 +134,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "sales",
         include_str!("../migrations/sqlite/0004_sales.sql"),
         include_str!("../migrations/postgres/0004_sales.sql"),
+    ),
+    (
+        7,
+        "users",
+        include_str!("../migrations/sqlite/0007_users.sql"),
+        include_str!("../migrations/postgres/0007_users.sql"),
     ),
 ];
 

@@ -42,6 +42,9 @@ pub struct Settings {
     /// The JSON API under `/api/` (off until a token is set).
     #[serde(default)]
     pub api: ApiSettings,
+    /// The web UI (logins with roles; users from `leadsift users add`).
+    #[serde(default)]
+    pub web: leadsift_web::WebSettings,
     /// Display names of the lead stages (Russian by default), keyed by stage id.
     #[serde(default)]
     pub stages: BTreeMap<String, String>,

@@ -23,17 +23,21 @@ pub struct HttpState {
     pub webhooks: Router,
     /// The `/api/*` routes (empty when the API is off).
     pub api: Router,
+    /// The web UI's pages (empty when it is off).
+    pub web: Router,
 }
 
 pub fn router(state: HttpState) -> Router {
     let webhooks = state.webhooks.clone();
     let api = state.api.clone();
+    let web = state.web.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(webhooks)
         .merge(api)
+        .merge(web)
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

@@ -13,6 +13,7 @@ mod model_cmd;
 mod report_render;
 mod run;
 mod sales;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,9 @@ enum Command {
     Spend(sales::SpendCommand),
     /// The management reports for a period (table, JSON or CSV).
     Report(sales::ReportArgs),
+    /// People who log in to the web UI, with their roles.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 fn init_logging() {
@@ -140,6 +144,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deals(command) => sales::deals(&settings, command).await,
         Command::Spend(command) => sales::spend(&settings, command).await,
         Command::Report(args) => sales::report(&settings, args).await,
+        Command::Users(command) => users::users(&settings, command).await,
         Command::Rules(_) => unreachable!("handled above"),
     }
 }

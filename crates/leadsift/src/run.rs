@@ -132,6 +132,11 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             utc_offset: settings.reports.utc_offset()?,
             requests: crate::api::ApiState::requests_metric(&app.metrics),
         }),
+        web: leadsift_web::router(leadsift_web::WebState {
+            store: app.store.clone(),
+            settings: Arc::new(settings.web.clone()),
+            stage_names: Arc::new(settings.stages.clone()),
+        }),
     };
     let token = shutdown.clone();
     tasks.spawn(async move {
