@@ -12,6 +12,7 @@
 //! This crate must not know about rules, models or channels: it stores what
 //! the core types describe.
 
+mod bitrix24;
 mod calls;
 mod channels;
 mod feedback;
@@ -38,6 +39,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use bitrix24::{Bitrix24Event, Bitrix24EventKind, Bitrix24OutboxCounts, Bitrix24Retry};
 pub use channels::{ImapCheckpoint, ImapFeedback, ImapOrigin, PendingImapAction};
 pub use inbox::InboxSettings;
 
@@ -124,6 +126,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "channels",
         include_str!("../migrations/sqlite/0003_channels.sql"),
         include_str!("../migrations/postgres/0003_channels.sql"),
+    ),
+    (
+        5,
+        "bitrix24",
+        include_str!("../migrations/sqlite/0005_bitrix24.sql"),
+        include_str!("../migrations/postgres/0005_bitrix24.sql"),
     ),
 ];
 
