@@ -39,7 +39,7 @@ pub struct Bitrix24Settings {
     /// Seconds one HTTP request may take; a slower answer counts as lost.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
-    /// Seconds a claimed outbox row stays invisible to other processes.
+    /// Seconds a claimed outbox row stays invisible to other processes; more than 2 x `request_timeout_secs` + 10.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
     /// Attempts after which a row Bitrix24 keeps rejecting (a 4xx error) is marked failed.
@@ -167,10 +167,10 @@ impl Bitrix24Settings {
         if self.burst == 0 || self.batch == 0 || self.max_attempts == 0 {
             return config("bitrix24.burst, batch and max_attempts must be at least 1".into());
         }
-        if self.lease_secs <= self.request_timeout_secs.max(1) * 2 {
+        if self.lease_secs <= self.request_timeout_secs.max(1) * 2 + 10 {
             return config(format!(
-                "bitrix24.lease_secs ({}) must exceed twice request_timeout_secs ({}): a row must not change hands \
-                 while its request may still be in flight",
+                "bitrix24.lease_secs ({}) must exceed twice request_timeout_secs ({}) plus 10: a row must not \
+                 change hands while its add may still be in flight",
                 self.lease_secs, self.request_timeout_secs
             ));
         }

@@ -26,7 +26,7 @@ pub mod mapping;
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use leadsift_core::StoreError;
 use leadsift_store::{Bitrix24Event, Bitrix24EventKind, Bitrix24Retry, SqlStore};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -148,7 +148,8 @@ impl Bitrix24Sync {
             settings.request_timeout(),
             LeakyBucket::new(settings.rate_per_sec, settings.burst),
             settings.limit_wait(),
-            settings.lease() / 3,
+            // The add's retries and answer must fit the lease it renews.
+            settings.lease() / 2,
             metrics.requests.clone(),
         )?;
         let owner = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
@@ -159,7 +160,7 @@ impl Bitrix24Sync {
     #[tracing::instrument(name = "bitrix24", skip_all, fields(portal = %self.client.host()))]
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Bitrix24Error> {
         let since_millis = self.store.init_watermark(SINCE_WATERMARK, Utc::now().timestamp_millis()).await?;
-        let since = chrono::DateTime::from_timestamp_millis(since_millis).unwrap_or_default();
+        let since = DateTime::from_timestamp_millis(since_millis).unwrap_or_default();
         tracing::info!(%since, "syncing leads to Bitrix24");
         let poll = Duration::from_millis(self.settings.poll_ms.max(10));
         let mut delay = Duration::ZERO;
@@ -199,6 +200,14 @@ impl Bitrix24Sync {
             if shutdown.is_cancelled() {
                 // The lease expires and another attempt takes the rest.
                 break;
+            }
+            // A fresh lease for this row: the rows after it in the batch
+            // waited while earlier ones were delivered.
+            let now = Utc::now();
+            let lease_until = now + chrono::Duration::from_std(self.settings.lease()).unwrap_or_default();
+            if !self.store.bitrix24_renew_lease(event.outbox_id, &self.owner, now, lease_until).await? {
+                tracing::debug!(outbox_id = event.outbox_id, "lease expired before delivery; left to the next claim");
+                continue;
             }
             self.deliver(event).await?;
         }
@@ -308,7 +317,11 @@ impl Bitrix24Sync {
                 duplicates: &duplicates,
             },
         );
-        if !self.store.bitrix24_mark_add_sent(event.outbox_id, &self.owner).await? {
+        // A fresh lease covers the add, its rate-limit retries and its answer
+        // (patience + timeout < lease): no other process can look the lead
+        // up while this add may still land.
+        let lease = Utc::now() + chrono::Duration::from_std(self.settings.lease()).unwrap_or_default();
+        if !self.store.bitrix24_mark_add_sent(event.outbox_id, &self.owner, lease).await? {
             tracing::warn!("outbox row changed hands before the add was sent (lease expired); leaving it");
             return Ok(Attempt::Settled);
         }

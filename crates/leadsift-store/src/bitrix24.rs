@@ -235,16 +235,52 @@ impl SqlStore {
         }))
     }
 
+    /// Extends `owner`'s lease of a row to `lease_until`, only while the lease
+    /// still holds at `now`. False when it expired or changed hands: the
+    /// row must then be left alone.
+    pub async fn bitrix24_renew_lease(
+        &self,
+        outbox_id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let operation = "renewing a Bitrix24 outbox lease";
+        let (mut tx, _write_gate) = self.begin_write().await.map_err(query_error(operation))?;
+        let done = sqlx::query(
+            "UPDATE bitrix24_outbox SET lease_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND state = 'pending' AND lease_until > $4",
+        )
+        .bind(millis(lease_until))
+        .bind(outbox_id)
+        .bind(owner)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error(operation))?
+        .rows_affected();
+        tx.commit().await.map_err(query_error(operation))?;
+        Ok(done == 1)
+    }
+
     /// Records, before `crm.lead.add` is sent, that its outcome is unknown
-    /// until an answer arrives: a crash or a lost response then makes the
-    /// next attempt look the lead up instead of adding it again. False when
-    /// `owner` no longer holds the row.
-    pub async fn bitrix24_mark_add_sent(&self, outbox_id: i64, owner: &str) -> Result<bool, StoreError> {
+    /// until an answer arrives (a crash or a lost response then makes the
+    /// next attempt look the lead up instead of adding it again), and gives
+    /// the row a fresh lease until `lease_until` for the add and its answer.
+    /// False when `owner` no longer holds the row: the add must not be sent.
+    pub async fn bitrix24_mark_add_sent(
+        &self,
+        outbox_id: i64,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let operation = "marking a Bitrix24 add as sent";
         let (mut tx, _write_gate) = self.begin_write().await.map_err(query_error(operation))?;
         let done = sqlx::query(
-            "UPDATE bitrix24_outbox SET add_outcome_unknown = 1 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            "UPDATE bitrix24_outbox SET add_outcome_unknown = 1, lease_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
         )
+        .bind(millis(lease_until))
         .bind(outbox_id)
         .bind(owner)
         .execute(&mut *tx)

@@ -32,6 +32,9 @@ pub struct Settings {
     /// Emails to managers about new inquiry leads (off by default).
     #[serde(default)]
     pub notify: leadsift_notify::NotifySettings,
+    /// Pushing leads and their stage changes to Bitrix24 (off by default).
+    #[serde(default)]
+    pub bitrix24: leadsift_bitrix24::Bitrix24Settings,
     #[serde(default)]
     pub webhooks: leadsift_webhooks::WebhookSettings,
     #[serde(default)]
@@ -353,6 +356,7 @@ impl Settings {
         anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
         self.imap.validate()?;
         self.notify.validate()?;
+        self.bitrix24.validate()?;
         self.kafka_settings()?;
         Ok(())
     }
