@@ -58,6 +58,8 @@ struct FakeState {
     /// The next this many adds create the lead and then never answer.
     lose_adds: u32,
     storm_counter: u64,
+    /// Milliseconds each answer takes.
+    delay_ms: u64,
     bucket_capacity: f64,
     bucket_rate: f64,
     bucket_level: f64,
@@ -102,6 +104,7 @@ impl FakeBitrix24 {
             calls: Vec::new(),
             lose_adds: 0,
             storm_counter: 0,
+            delay_ms: 0,
             bucket_capacity: 50.0,
             bucket_rate: 2.0,
             bucket_level: 0.0,
@@ -146,12 +149,13 @@ async fn handle(
 ) -> Response {
     let method = method.trim_end_matches(".json").to_owned();
     let params: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, answer, lose) = {
+    let (status, answer, lose, delay) = {
         let mut s = state.lock().unwrap();
         let (status, answer, lose) = answer(&mut s, &user, &token, &method, &params);
         s.calls.push(Call { method: method.clone(), params, status: status.as_u16() });
-        (status, answer, lose)
+        (status, answer, lose, Duration::from_millis(s.delay_ms))
     };
+    tokio::time::sleep(delay).await;
     if lose {
         // The lead exists now, but the answer never comes: the client times out.
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -170,7 +174,7 @@ fn answer(s: &mut FakeState, user: &str, token: &str, method: &str, params: &Val
         }
         Mode::Storm => {
             s.storm_counter += 1;
-            if s.storm_counter % 3 != 0 {
+            if !s.storm_counter.is_multiple_of(3) {
                 return fail(error(StatusCode::SERVICE_UNAVAILABLE, "QUERY_LIMIT_EXCEEDED", "Too many requests"));
             }
         }
@@ -591,6 +595,34 @@ async fn a_lost_answer_to_an_add_does_not_create_a_second_lead() {
     assert_eq!(fake.calls("crm.lead.add", 200), 3, "no add was sent twice");
     assert!(fake.calls("crm.lead.list", 200) >= 2, "each lost add was looked up by ORIGIN_ID");
     daemon.assert_token_kept_secret().await;
+}
+
+#[tokio::test]
+async fn two_processes_share_the_outbox_and_each_lead_is_added_once() {
+    let fake = FakeBitrix24::start(None).await;
+    // Slow answers, so both processes are busy delivering at the same time.
+    fake.with(|s| s.delay_ms = 150);
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &db, "batch = 3\n");
+    let first = Daemon::start(&config, fake.port);
+    let second = Daemon::start(&config, fake.port);
+    let leads = 10;
+    for i in 0..leads {
+        let from = json!({"email": format!("shared{i}@firm.example")});
+        first.post_event(&inquiry_event(&format!("shared-{i}"), "webform", from, json!({}))).await;
+    }
+    wait_until("every lead delivered", Duration::from_secs(90), &first, async || {
+        db.store.bitrix24_outbox_counts().await.unwrap().delivered == leads
+    })
+    .await;
+    assert_exactly_once(&db, &fake, leads as usize).await;
+    assert_eq!(fake.calls("crm.lead.add", 200), leads as usize, "no add was sent twice");
+    let synced = |d: &Daemon| d.log_text().matches("lead synced to Bitrix24").count();
+    eprintln!("two processes: {} and {} rows delivered", synced(&first), synced(&second));
+    assert_eq!(synced(&first) + synced(&second), leads as usize);
+    first.assert_token_kept_secret().await;
+    second.assert_token_kept_secret().await;
 }
 
 // ---------------------------------------------------------------- the outbox on both backends
