@@ -480,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn bitrix24_section_is_off_by_default_and_checked_when_loaded() {
+        let settings: Settings = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(!settings.bitrix24.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(
+            &file,
+            "[bitrix24]\nenabled = true\nwebhook_url = \"https://acme.bitrix24.ru/rest/1/t0k3n/\"\n\
+             [bitrix24.statuses]\nqualification = \"UC_QUAL\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert_eq!(settings.bitrix24.status_id(LeadStage::Qualification), "UC_QUAL");
+        assert!(!format!("{settings:?}").contains("t0k3n"), "the webhook URL is redacted");
+        std::fs::write(&file, "[bitrix24.statuses]\nqualificaton = \"UC_QUAL\"\n").unwrap();
+        let error = format!("{:#}", Settings::load(Some(&file), None).unwrap_err());
+        assert!(error.contains("qualificaton"), "{error}");
+    }
+
+    #[test]
     fn file_and_override_apply() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("leadsift.toml");
