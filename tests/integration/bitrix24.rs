@@ -598,6 +598,31 @@ async fn a_lost_answer_to_an_add_does_not_create_a_second_lead() {
 }
 
 #[tokio::test]
+async fn a_crash_while_an_add_is_in_flight_does_not_create_a_second_lead() {
+    let fake = FakeBitrix24::start(None).await;
+    fake.with(|s| s.lose_adds = 1);
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &db, "");
+    let daemon = Daemon::start(&config, fake.port);
+    let from = json!({"phone": "+79164000001"});
+    daemon.post_event(&inquiry_event("crash-1", "webform", from, json!({}))).await;
+    wait_until("the add to arrive", Duration::from_secs(60), &daemon, async || fake.leads().len() == 1).await;
+    // SIGKILL before the answer: no chance to record anything.
+    drop(daemon);
+    assert_eq!(scalar(&db, "SELECT add_outcome_unknown FROM bitrix24_outbox").await, 1);
+    let daemon = Daemon::start(&config, fake.port);
+    wait_until("the lead delivered", Duration::from_secs(60), &daemon, async || {
+        db.store.bitrix24_outbox_counts().await.unwrap().delivered == 1
+    })
+    .await;
+    assert_exactly_once(&db, &fake, 1).await;
+    assert_eq!(fake.calls("crm.lead.add", 200), 1, "the add was not sent again");
+    assert_eq!(fake.calls("crm.lead.list", 200), 1, "the restarted process looked the lead up");
+    daemon.assert_token_kept_secret().await;
+}
+
+#[tokio::test]
 async fn two_processes_share_the_outbox_and_each_lead_is_added_once() {
     let fake = FakeBitrix24::start(None).await;
     // Slow answers, so both processes are busy delivering at the same time.

@@ -169,7 +169,13 @@ impl Bitrix24Sync {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
-            match self.step(since, &shutdown).await {
+            // Stopping mid-delivery is safe: an add in flight is already marked
+            // as such, and an unfinished store transaction rolls back.
+            let step = tokio::select! {
+                step = self.step(since, &shutdown) => step,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            match step {
                 // A full batch: more is due, go on at once.
                 Ok(handled) if handled >= self.settings.batch as usize => delay = Duration::ZERO,
                 Ok(_) => delay = poll,
