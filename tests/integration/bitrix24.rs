@@ -624,10 +624,19 @@ async fn a_crash_while_an_add_is_in_flight_does_not_create_a_second_lead() {
 
 #[tokio::test]
 async fn two_processes_share_the_outbox_and_each_lead_is_added_once() {
+    two_processes_share_the_outbox(TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn two_processes_share_the_outbox_and_each_lead_is_added_once_on_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    two_processes_share_the_outbox(db).await;
+}
+
+async fn two_processes_share_the_outbox(db: TestDb) {
     let fake = FakeBitrix24::start(None).await;
     // Slow answers, so both processes are busy delivering at the same time.
     fake.with(|s| s.delay_ms = 150);
-    let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &db, "batch = 3\n");
     let first = Daemon::start(&config, fake.port);
