@@ -60,6 +60,8 @@ struct FakeState {
     storm_counter: u64,
     /// Milliseconds each answer takes.
     delay_ms: u64,
+    /// `crm.lead.add` answers 400 INVALID_ARGUMENT.
+    reject_adds: bool,
     bucket_capacity: f64,
     bucket_rate: f64,
     bucket_level: f64,
@@ -105,6 +107,7 @@ impl FakeBitrix24 {
             lose_adds: 0,
             storm_counter: 0,
             delay_ms: 0,
+            reject_adds: false,
             bucket_capacity: 50.0,
             bucket_rate: 2.0,
             bucket_level: 0.0,
@@ -227,6 +230,9 @@ fn answer(s: &mut FakeState, user: &str, token: &str, method: &str, params: &Val
                 result.insert("CONTACT".into(), json!(contacts));
             }
             ok(Value::Object(result))
+        }
+        "crm.lead.add" if s.reject_adds => {
+            fail(error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Field 'STATUS_ID' has an invalid value"))
         }
         "crm.lead.add" => {
             let Some(fields) = params["fields"].as_object() else {
@@ -619,6 +625,43 @@ async fn a_crash_while_an_add_is_in_flight_does_not_create_a_second_lead() {
     assert_exactly_once(&db, &fake, 1).await;
     assert_eq!(fake.calls("crm.lead.add", 200), 1, "the add was not sent again");
     assert_eq!(fake.calls("crm.lead.list", 200), 1, "the restarted process looked the lead up");
+    daemon.assert_token_kept_secret().await;
+}
+
+#[tokio::test]
+async fn a_lead_bitrix24_keeps_refusing_is_marked_failed_and_counted() {
+    let fake = FakeBitrix24::start(None).await;
+    fake.with(|s| s.reject_adds = true);
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&config(dir.path(), &db, "max_attempts = 3\n"), fake.port);
+    let from = json!({"phone": "+79165000001"});
+    daemon.post_event(&inquiry_event("refused-1", "webform", from, json!({}))).await;
+    let limit = Duration::from_secs(60);
+    wait_until("the row failed", limit, &daemon, async || db.store.bitrix24_outbox_counts().await.unwrap().failed == 1)
+        .await;
+    assert_eq!(scalar(&db, "SELECT attempts FROM bitrix24_outbox").await, 3, "max_attempts");
+    assert_eq!(fake.calls("crm.lead.add", 400), 3);
+    let error: String =
+        sqlx::query_scalar("SELECT last_error FROM bitrix24_outbox").fetch_one(db.store.pool()).await.unwrap();
+    assert!(error.contains("INVALID_ARGUMENT"), "{error}");
+    // A later stage change of that lead cannot be delivered either, and says so.
+    let lead_id = scalar(&db, "SELECT id FROM leads").await;
+    let to_offer = StageMove { lead_id, to: LeadStage::Offer, junk_reason: None, actor: "anna".into(), note: None };
+    db.store.move_lead(&to_offer, Utc::now()).await.unwrap();
+    wait_until("the update failed", limit, &daemon, async || {
+        db.store.bitrix24_outbox_counts().await.unwrap().failed == 2
+    })
+    .await;
+    assert!(fake.ours().is_empty());
+    assert_eq!(fake.calls("crm.lead.update", 200) + fake.calls("crm.lead.update", 400), 0);
+    wait_until("the gauge", limit, &daemon, async || {
+        daemon.metrics().await.contains("leadsift_bitrix24_outbox_rows{state=\"failed\"} 2")
+    })
+    .await;
+    let metrics = daemon.metrics().await;
+    assert!(metrics.contains("leadsift_bitrix24_events_total{kind=\"add\",result=\"failed\"} 1"), "{metrics}");
+    assert!(metrics.contains("leadsift_bitrix24_requests_total{method=\"crm.lead.add\",outcome=\"rejected\"} 3"));
     daemon.assert_token_kept_secret().await;
 }
 
