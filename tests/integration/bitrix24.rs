@@ -45,6 +45,7 @@ struct Call {
     method: String,
     params: Value,
     status: u16,
+    at: Instant,
 }
 
 #[derive(Debug)]
@@ -155,7 +156,7 @@ async fn handle(
     let (status, answer, lose, delay) = {
         let mut s = state.lock().unwrap();
         let (status, answer, lose) = answer(&mut s, &user, &token, &method, &params);
-        s.calls.push(Call { method: method.clone(), params, status: status.as_u16() });
+        s.calls.push(Call { method: method.clone(), params, status: status.as_u16(), at: Instant::now() });
         (status, answer, lose, Duration::from_millis(s.delay_ms))
     };
     tokio::time::sleep(delay).await;
@@ -578,6 +579,36 @@ async fn a_rate_limit_storm_delivers_each_lead_exactly_once() {
     assert_eq!(scalar(&db, "SELECT MAX(attempts) FROM bitrix24_outbox").await, 0, "rate limits are not failures");
     let metrics = daemon.metrics().await;
     assert!(metrics.contains("outcome=\"rate_limited\""), "{metrics}");
+    daemon.assert_token_kept_secret().await;
+}
+
+#[tokio::test]
+async fn the_client_bucket_keeps_to_the_portal_limit() {
+    let fake = FakeBitrix24::start(None).await;
+    // The portal's bucket: burst 5, 2 requests/s; ours is configured the same.
+    fake.with(|s| s.bucket_capacity = 5.0);
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&config(dir.path(), &db, "burst = 5\nrate_per_sec = 2.0\n"), fake.port);
+    let leads = 8;
+    for i in 0..leads {
+        let from = json!({"phone": format!("+7916600{i:04}")});
+        daemon.post_event(&inquiry_event(&format!("paced-{i}"), "webform", from, json!({}))).await;
+    }
+    wait_until("every lead delivered", Duration::from_secs(60), &daemon, async || {
+        db.store.bitrix24_outbox_counts().await.unwrap().delivered == leads
+    })
+    .await;
+    assert_exactly_once(&db, &fake, leads as usize).await;
+    let (limited, total, span) = fake.with(|s| {
+        let span = s.calls.last().unwrap().at.duration_since(s.calls[0].at);
+        (s.calls.iter().filter(|c| c.status == 503).count(), s.calls.len(), span)
+    });
+    eprintln!("paced: {total} calls in {:.1} s, {limited} refused", span.as_secs_f64());
+    assert_eq!(total, 16, "findbycomm and add per lead");
+    assert_eq!(limited, 0, "the client never went over the portal's bucket");
+    // 16 calls through a bucket of 5 at 2/s take at least (16 - 5) / 2 s.
+    assert!(span >= Duration::from_millis(5000), "{span:?}");
     daemon.assert_token_kept_secret().await;
 }
 
