@@ -585,11 +585,13 @@ async fn a_rate_limit_storm_delivers_each_lead_exactly_once() {
 #[tokio::test]
 async fn the_client_bucket_keeps_to_the_portal_limit() {
     let fake = FakeBitrix24::start(None).await;
-    // The portal's bucket: burst 5, 2 requests/s; ours is configured the same.
+    // The portal's bucket: burst 5, 2 requests/s. Ours is one request
+    // smaller: network delays vary, so two requests sent 500 ms apart may
+    // arrive closer together.
     fake.with(|s| s.bucket_capacity = 5.0);
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&config(dir.path(), &db, "burst = 5\nrate_per_sec = 2.0\n"), fake.port);
+    let daemon = Daemon::start(&config(dir.path(), &db, "burst = 4\nrate_per_sec = 2.0\n"), fake.port);
     let leads = 8;
     for i in 0..leads {
         let from = json!({"phone": format!("+7916600{i:04}")});
@@ -607,8 +609,8 @@ async fn the_client_bucket_keeps_to_the_portal_limit() {
     eprintln!("paced: {total} calls in {:.1} s, {limited} refused", span.as_secs_f64());
     assert_eq!(total, 16, "findbycomm and add per lead");
     assert_eq!(limited, 0, "the client never went over the portal's bucket");
-    // 16 calls through a bucket of 5 at 2/s take at least (16 - 5) / 2 s.
-    assert!(span >= Duration::from_millis(5000), "{span:?}");
+    // 16 calls through a bucket of 4 at 2/s take at least (16 - 4) / 2 s.
+    assert!(span >= Duration::from_millis(5500), "{span:?}");
     daemon.assert_token_kept_secret().await;
 }
 
