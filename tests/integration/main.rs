@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod bitrix24;
 mod channel_state;
 mod cli;
 mod deploy;

@@ -12,6 +12,7 @@
 //! This crate must not know about rules, models or channels: it stores what
 //! the core types describe.
 
+mod bitrix24;
 mod calls;
 mod channels;
 mod deals;
@@ -42,6 +43,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use bitrix24::{Bitrix24Event, Bitrix24EventKind, Bitrix24OutboxCounts, Bitrix24Retry};
 pub use channels::{ImapCheckpoint, ImapFeedback, ImapOrigin, PendingImapAction};
 pub use inbox::InboxSettings;
 
@@ -134,6 +136,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "sales",
         include_str!("../migrations/sqlite/0004_sales.sql"),
         include_str!("../migrations/postgres/0004_sales.sql"),
+    ),
+    (
+        5,
+        "bitrix24",
+        include_str!("../migrations/sqlite/0005_bitrix24.sql"),
+        include_str!("../migrations/postgres/0005_bitrix24.sql"),
     ),
     (
         7,

@@ -32,6 +32,9 @@ pub struct Settings {
     /// Emails to managers about new inquiry leads (off by default).
     #[serde(default)]
     pub notify: leadsift_notify::NotifySettings,
+    /// Pushing leads and their stage changes to Bitrix24 (off by default).
+    #[serde(default)]
+    pub bitrix24: leadsift_bitrix24::Bitrix24Settings,
     #[serde(default)]
     pub webhooks: leadsift_webhooks::WebhookSettings,
     #[serde(default)]
@@ -411,6 +414,7 @@ impl Settings {
         self.reports.utc_offset()?;
         self.imap.validate()?;
         self.notify.validate()?;
+        self.bitrix24.validate()?;
         self.kafka_settings()?;
         Ok(())
     }
@@ -531,6 +535,26 @@ mod tests {
         assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("bot_token"));
         std::fs::write(&file, "[[attribution.destinations]]\ndestination = \"x\"\nsorce = \"y\"\n").unwrap();
         assert!(format!("{:#}", Settings::load(Some(&file), None).unwrap_err()).contains("sorce"));
+    }
+
+    #[test]
+    fn bitrix24_section_is_off_by_default_and_checked_when_loaded() {
+        let settings: Settings = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(!settings.bitrix24.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leadsift.toml");
+        std::fs::write(
+            &file,
+            "[bitrix24]\nenabled = true\nwebhook_url = \"https://acme.bitrix24.ru/rest/1/t0k3n/\"\n\
+             [bitrix24.statuses]\nqualification = \"UC_QUAL\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert_eq!(settings.bitrix24.status_id(LeadStage::Qualification), "UC_QUAL");
+        assert!(!format!("{settings:?}").contains("t0k3n"), "the webhook URL is redacted");
+        std::fs::write(&file, "[bitrix24.statuses]\nqualificaton = \"UC_QUAL\"\n").unwrap();
+        let error = format!("{:#}", Settings::load(Some(&file), None).unwrap_err());
+        assert!(error.contains("qualificaton"), "{error}");
     }
 
     #[test]

@@ -93,6 +93,16 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             });
         }
     }
+    // Bitrix24 sync runs beside triage; several processes share the outbox under leases.
+    if role != Role::Intake && settings.bitrix24.enabled {
+        let sync =
+            leadsift_bitrix24::Bitrix24Sync::new(settings.bitrix24.clone(), app.store.clone(), &app.metrics.registry)?;
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            sync.run(token).await?;
+            Ok("bitrix24")
+        });
+    }
     if role != Role::Triage && !settings.intake.drop_folder.as_os_str().is_empty() {
         let folder = DropFolder::new(settings.intake.drop_folder.clone());
         let intake = app.intake.clone();
