@@ -12,7 +12,7 @@ use crate::pipeline::Daemon;
 const PASSWORD: &str = "correct horse battery";
 
 struct Web {
-    _db: TestDb,
+    db: TestDb,
     daemon: Daemon,
     client: reqwest::Client,
     config: std::path::PathBuf,
@@ -58,7 +58,7 @@ impl Web {
         command.args(["--config", config.to_str().unwrap(), "run"]);
         let daemon = Daemon::spawn(&mut command);
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Web { _db: db, daemon, client, config, _dir: dir }
+        Web { db, daemon, client, config, _dir: dir }
     }
 
     fn url(&self, path: &str) -> String {
@@ -116,7 +116,7 @@ impl Web {
 async fn every_page_refuses_anonymous_and_lower_roles() {
     let web = Web::start().await;
     // (path, the role it needs)
-    let pages = [("/", 0), ("/leads", 1), ("/users", 2)];
+    let pages = [("/", 0), ("/leads", 1), ("/leads/1", 1), ("/users", 2), ("/lists", 2)];
 
     assert_eq!(web.get("/healthz", None).await.status(), StatusCode::OK, "/healthz stays open");
     for (path, _) in pages {
@@ -134,8 +134,19 @@ async fn every_page_refuses_anonymous_and_lower_roles() {
         let (session, csrf) = web.login(user, PASSWORD).await.unwrap();
         for (path, needs) in pages {
             let status = web.get(path, Some(&session)).await.status();
-            let expected = if rank >= needs { StatusCode::OK } else { StatusCode::FORBIDDEN };
+            // There is no lead 1: a manager is let through to a 404.
+            let found = if path == "/leads/1" { StatusCode::NOT_FOUND } else { StatusCode::OK };
+            let expected = if rank >= needs { found } else { StatusCode::FORBIDDEN };
             assert_eq!(status, expected, "{user} GET {path}");
+        }
+        for (path, needs) in [("/leads/1/move", 1), ("/lists/blacklist/add", 2), ("/lists/blacklist/remove", 2)] {
+            let status = web.post(path, Some(&session), Some(&csrf)).await.status();
+            if rank < needs {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{user} POST {path}");
+            } else {
+                // Allowed, and then refused for its empty form.
+                assert!(status.is_client_error() && status != StatusCode::FORBIDDEN, "{user} POST {path}: {status}");
+            }
         }
         // POST needs the session's CSRF token.
         assert_eq!(web.post("/logout", Some(&session), None).await.status(), StatusCode::FORBIDDEN, "{user}");
@@ -172,4 +183,64 @@ async fn the_login_form_needs_its_csrf_cookie_and_a_disabled_user_is_locked_out(
     // Open redirects are not followed: `next` must be a path of this site.
     let form = web.client.get(web.url("/login?next=//evil.example/")).send().await.unwrap();
     assert!(!form.text().await.unwrap().contains("evil.example"));
+}
+
+/// The manager's loop: the unsure lead is first in the review queue, junking
+/// it as spam takes it out, labels it for the model and blacklists its
+/// sender, which the admin then sees on the lists page with its audit line.
+#[tokio::test]
+async fn junking_a_review_lead_takes_it_out_of_the_queue_and_blacklists_the_sender() {
+    use leadsift_core::{
+        Channel, Classification, DedupKey, EmailAddress, LeadStore, Message, RoutingPolicy, Sender, Triaged, Verdict,
+    };
+    let web = Web::start().await;
+    let mut message =
+        Message::new(Channel::Email, DedupKey::from_upstream_id(Channel::Email, "rv1"), chrono::Utc::now());
+    message.sender =
+        Sender { email: Some(EmailAddress::parse("seo-offers@promo.example").unwrap()), ..Sender::default() };
+    message.subject = Some("Продвижение сайта в ТОП".into());
+    message.text = "Выведем ваш сайт в топ Яндекса за 7 дней".into();
+    let classification = Classification { verdict: Verdict::Spam, confidence: 0.6, reasons: vec![] };
+    let route = RoutingPolicy::default().route(&classification);
+    let item = Triaged { message, classification, route, source: None, campaign: None };
+    web.db.store.record_triage(&[item], chrono::Utc::now()).await.unwrap();
+    let lead = web
+        .db
+        .store
+        .leads(&leadsift_core::LeadFilter { needs_review: Some(true), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(lead.len(), 1, "an unsure verdict is a lead to review");
+    let id = lead[0].id;
+
+    let (session, _) = web.login("mark", PASSWORD).await.unwrap();
+    let board = web.get("/leads", Some(&session)).await.text().await.unwrap();
+    assert!(board.contains(&format!("data-lead=\"{id}\"")) && board.contains("Продвижение сайта"), "{board}");
+    let page = web.get(&format!("/leads/{id}"), Some(&session)).await.text().await.unwrap();
+    assert!(page.contains("seo-offers@promo.example") && page.contains("Выведем ваш сайт"), "{page}");
+    let csrf = csrf_field(&page);
+    let response = web
+        .client
+        .post(web.url(&format!("/leads/{id}/move")))
+        .header(COOKIE, format!("leadsift_session={session}"))
+        .form(&[("csrf", csrf.as_str()), ("stage", "junk"), ("junk_reason", "spam"), ("blacklist", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let board = web.get("/leads", Some(&session)).await.text().await.unwrap();
+    assert!(!board.contains(&format!("data-lead=\"{id}\"")), "the junked lead left the queue");
+    let lead = web.db.store.lead(id).await.unwrap().unwrap();
+    assert_eq!((lead.stage, lead.junk_reason), (leadsift_core::LeadStage::Junk, Some(leadsift_core::JunkReason::Spam)));
+    let history = web.db.store.lead_history(id).await.unwrap();
+    assert_eq!(history.last().unwrap().actor, "mark");
+    let labels = web.db.store.feedback(0, 10).await.unwrap();
+    assert_eq!(labels.len(), 1, "junking as spam is feedback for the model");
+
+    let (admin, _) = web.login("ada", PASSWORD).await.unwrap();
+    let lists = web.get("/lists", Some(&admin)).await.text().await.unwrap();
+    assert!(
+        lists.contains("seo-offers@promo.example") && lists.contains(&format!("lead {id} junked as spam")),
+        "{lists}"
+    );
 }

@@ -80,9 +80,14 @@ pub fn router(state: WebState) -> Router {
         .route_layer(middleware::from_fn_with_state((state.clone(), Role::Viewer), require));
     let manager = Router::new()
         .route("/leads", get(pages::leads))
+        .route("/leads/{id}", get(pages::lead))
+        .route("/leads/{id}/move", post(pages::move_lead))
         .route_layer(middleware::from_fn_with_state((state.clone(), Role::Manager), require));
     let admin = Router::new()
         .route("/users", get(pages::users))
+        .route("/lists", get(pages::lists))
+        .route("/lists/{list}/add", post(pages::list_add))
+        .route("/lists/{list}/remove", post(pages::list_remove))
         .route_layer(middleware::from_fn_with_state((state.clone(), Role::Admin), require));
     Router::new()
         .route("/login", get(pages::login_form).post(pages::login))

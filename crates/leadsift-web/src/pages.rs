@@ -223,7 +223,7 @@ pub async fn leads(
             };
             let _ = write!(
                 body,
-                "<tr class=\"{class}\" data-lead=\"{id}\"><td>{id}</td><td>{channel}</td><td>{title}</td><td>{client}</td><td>{verdict} {confidence:.2}</td><td>{note}</td></tr>",
+                "<tr class=\"{class}\" data-lead=\"{id}\"><td><a href=\"/leads/{id}\">{id}</a></td><td>{channel}</td><td><a href=\"/leads/{id}\">{title}</a></td><td>{client}</td><td>{verdict} {confidence:.2}</td><td>{note}</td></tr>",
                 id = lead.id,
                 channel = lead.channel,
                 title = escape(&lead.title),
@@ -261,4 +261,308 @@ pub async fn users(
     }
     body.push_str("</table></div>");
     axum::response::Html(page(lang, lang.t("Users", "Пользователи"), Some(&session), &body)).into_response()
+}
+
+/// A select of stages with `current` chosen.
+fn stage_options(state: &WebState, current: LeadStage) -> String {
+    let mut out = String::new();
+    for stage in [LeadStage::ContactClient, LeadStage::Qualification, LeadStage::Offer] {
+        let selected = if stage == current { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{stage}\"{selected}>{}</option>", escape(&stage_name(state, stage)));
+    }
+    out
+}
+
+/// One lead: the message, contact, source, the verdict's reasons, history, and the actions.
+pub async fn lead(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let lead = match state.store.lead(id).await {
+        Ok(Some(lead)) => lead,
+        Ok(None) => return (StatusCode::NOT_FOUND, lang.t("No such lead.", "Такого лида нет.")).into_response(),
+        Err(error) => return store_error(error),
+    };
+    let (message, history) = match (state.store.lead_first_message(id).await, state.store.lead_history(id).await) {
+        (Ok(message), Ok(history)) => (message, history),
+        (Err(error), _) | (_, Err(error)) => return store_error(error),
+    };
+    let csrf = escape(&session.csrf_token);
+    let client = if lead.returning_client {
+        lang.t("returning client", "повторный клиент")
+    } else {
+        lang.t("new client", "новый клиент")
+    };
+    let junk = lead.junk_reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    let mut body = format!(
+        "<h1 id=\"lead-title\">{title}</h1><div class=\"card\"><p><b>{stage_label}:</b> <span id=\"stage\">{stage}{junk}</span>{review}</p>\
+         <p><b>{channel_label}:</b> {channel} · <b>{source_label}:</b> {source} / {campaign} · {client}</p>",
+        title = escape(&lead.title),
+        stage_label = lang.t("Stage", "Стадия"),
+        stage = escape(&stage_name(&state, lead.stage)),
+        review = if lead.needs_review {
+            format!(
+                " · <span class=\"review\">{}: {}</span>",
+                lang.t("needs review", "на проверку"),
+                escape(lead.review_note.as_deref().unwrap_or(""))
+            )
+        } else {
+            String::new()
+        },
+        channel_label = lang.t("Channel", "Канал"),
+        channel = lead.channel,
+        source_label = lang.t("Source", "Источник"),
+        source = escape(lead.source.as_deref().unwrap_or("-")),
+        campaign = escape(lead.campaign.as_deref().unwrap_or("-")),
+    );
+    let identities: Vec<String> = lead.identities.iter().map(|i| escape(&i.to_string())).collect();
+    let _ = write!(
+        body,
+        "<p><b>{}:</b> <span id=\"identities\">{}</span></p>",
+        lang.t("Contact", "Контакт"),
+        identities.join(", ")
+    );
+    let _ =
+        write!(body, "<p><b>{}:</b> {} ({:.2})</p><ul>", lang.t("Verdict", "Вердикт"), lead.verdict, lead.confidence);
+    for reason in &lead.reasons {
+        let _ = write!(body, "<li><code>{}</code> {}</li>", escape(&reason.rule), escape(&reason.description));
+    }
+    body.push_str("</ul></div>");
+    if let Some(message) = message {
+        let _ = write!(
+            body,
+            "<div class=\"card\"><h2>{}</h2><p><b>{}</b></p><pre style=\"white-space:pre-wrap\">{}</pre></div>",
+            lang.t("Message", "Сообщение"),
+            escape(message.subject.as_deref().unwrap_or("")),
+            escape(&message.text.chars().take(20_000).collect::<String>())
+        );
+    }
+    if lead.stage.is_open() {
+        let _ = write!(
+            body,
+            "<div class=\"card\"><h2>{actions}</h2>\
+             <form method=\"post\" action=\"/leads/{id}/move\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <select name=\"stage\">{options}</select> <input name=\"note\" placeholder=\"{note}\"> <button id=\"move\">{move_label}</button></form>\
+             <form method=\"post\" action=\"/leads/{id}/move\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"stage\" value=\"junk\"><select name=\"junk_reason\">\
+             <option value=\"spam\">{spam}</option><option value=\"non_target\">{non_target}</option>\
+             <option value=\"duplicate\">{duplicate}</option><option value=\"other\">{other}</option></select> \
+             <label><input type=\"checkbox\" name=\"blacklist\" value=\"on\" checked> {blacklist}</label> \
+             <button id=\"junk\">{junk_label}</button></form></div>",
+            actions = lang.t("Actions", "Действия"),
+            options = stage_options(&state, lead.stage),
+            note = lang.t("note", "комментарий"),
+            move_label = lang.t("Move", "Перевести"),
+            spam = lang.t("spam", "спам"),
+            non_target = lang.t("non-target", "нецелевой"),
+            duplicate = lang.t("duplicate", "дубль"),
+            other = lang.t("other", "другое"),
+            blacklist = lang.t("blacklist the sender (spam only)", "в чёрный список (только спам)"),
+            junk_label = lang.t("Junk", "В брак"),
+        );
+    } else if lead.stage == LeadStage::Junk {
+        let _ = write!(
+            body,
+            "<div class=\"card\"><form method=\"post\" action=\"/leads/{id}/move\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"stage\" value=\"contact_client\"><button id=\"restore\">{}</button></form></div>",
+            lang.t("Restore: not junk", "Вернуть: это не брак"),
+        );
+    }
+    let _ = write!(body, "<div class=\"card\"><h2>{}</h2><table id=\"history\">", lang.t("History", "История"));
+    for change in history {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
+            change.at.format("%Y-%m-%d %H:%M"),
+            change.from.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            change.to,
+            escape(&change.actor),
+            escape(change.reason.as_deref().unwrap_or(""))
+        );
+    }
+    body.push_str("</table></div>");
+    axum::response::Html(page(lang, &lead.title, Some(&session), &body)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct MoveForm {
+    stage: LeadStage,
+    #[serde(default)]
+    junk_reason: Option<leadsift_core::JunkReason>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    blacklist: Option<String>,
+}
+
+/// Moves a lead (junk and restore label its messages for the model, in the
+/// store); junking as spam with "blacklist" checked lists its sender's
+/// identities, never a whole domain.
+pub async fn move_lead(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Form(form): Form<MoveForm>,
+) -> Response {
+    let note = form.note.filter(|n| !n.trim().is_empty());
+    let request = leadsift_core::StageMove {
+        lead_id: id,
+        to: form.stage,
+        junk_reason: form.junk_reason.filter(|_| form.stage == LeadStage::Junk),
+        actor: session.user.username.clone(),
+        note,
+    };
+    match state.store.move_lead(&request, Utc::now()).await {
+        Ok(_) => {}
+        Err(leadsift_core::StoreError::NotFound(what)) => return (StatusCode::NOT_FOUND, what).into_response(),
+        Err(leadsift_core::StoreError::Invalid(why)) => return (StatusCode::UNPROCESSABLE_ENTITY, why).into_response(),
+        Err(error) => return store_error(error),
+    }
+    let blacklist = form.blacklist.is_some_and(|v| v == "on")
+        && form.stage == LeadStage::Junk
+        && form.junk_reason == Some(leadsift_core::JunkReason::Spam);
+    if blacklist {
+        let identities = match state.store.lead(id).await {
+            Ok(Some(lead)) => lead.identities,
+            Ok(None) => Vec::new(),
+            Err(error) => return store_error(error),
+        };
+        for target in identities {
+            let entry = leadsift_core::NewListEntry {
+                list: leadsift_core::ListKind::Blacklist,
+                target,
+                reason: format!("lead {id} junked as spam"),
+                origin: leadsift_core::EntryOrigin::Admin,
+                actor: session.user.username.clone(),
+                expires_at: None,
+            };
+            if let Err(error) = state.store.add_list_entry(&entry, Utc::now()).await {
+                return store_error(error);
+            }
+        }
+    }
+    tracing::info!(lead = id, stage = %form.stage, user = %session.user.username, "lead moved in the web UI");
+    Redirect::to(&format!("/leads/{id}")).into_response()
+}
+
+/// Black- and allowlist with their audit trail (admin).
+pub async fn lists(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let csrf = escape(&session.csrf_token);
+    let mut body = format!("<h1>{}</h1>", lang.t("Black- and allowlist", "Чёрный и белый списки"));
+    for list in [leadsift_core::ListKind::Blacklist, leadsift_core::ListKind::Allowlist] {
+        let (entries, audit) =
+            match (state.store.list_entries(list, Utc::now()).await, state.store.list_audit(list, 50).await) {
+                (Ok(entries), Ok(audit)) => (entries, audit),
+                (Err(error), _) | (_, Err(error)) => return store_error(error),
+            };
+        let title = match list {
+            leadsift_core::ListKind::Blacklist => lang.t("Blacklist", "Чёрный список"),
+            leadsift_core::ListKind::Allowlist => lang.t("Allowlist", "Белый список"),
+        };
+        let _ = write!(
+            body,
+            "<div class=\"card\"><h2>{title} ({})</h2>\
+            <form method=\"post\" action=\"/lists/{list}/add\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+            <input name=\"value\" placeholder=\"email, domain, +7…, telegram:…\" required> <input name=\"reason\" placeholder=\"{reason}\"> <button>{add}</button></form>\
+            <table id=\"{list}\">",
+            entries.len(),
+            reason = lang.t("reason", "причина"),
+            add = lang.t("Add", "Добавить")
+        );
+        for entry in entries {
+            let _ = write!(
+                body,
+                "<tr><td>{target}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/lists/{list}/remove\">\
+                <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"value\" value=\"{target}\"><button>{}</button></form></td></tr>",
+                escape(&entry.reason),
+                entry.origin,
+                escape(&entry.created_by),
+                lang.t("Remove", "Убрать"),
+                target = escape(&entry.target.to_string())
+            );
+        }
+        let _ = write!(body, "</table><h3>{}</h3><table>", lang.t("Audit", "Журнал"));
+        for record in audit {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                record.at.format("%Y-%m-%d %H:%M"),
+                escape(&record.action),
+                escape(&record.target.to_string()),
+                escape(&record.actor),
+                escape(&record.reason)
+            );
+        }
+        body.push_str("</table></div>");
+    }
+    axum::response::Html(page(lang, lang.t("Lists", "Списки"), Some(&session), &body)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ListForm {
+    value: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn list_of(name: &str) -> Option<leadsift_core::ListKind> {
+    name.parse().ok()
+}
+
+pub async fn list_add(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    axum::extract::Path(list): axum::extract::Path<String>,
+    Form(form): Form<ListForm>,
+) -> Response {
+    let Some(list) = list_of(&list) else { return StatusCode::NOT_FOUND.into_response() };
+    let target = match leadsift_core::SourceRef::guess(form.value.trim(), "RU") {
+        Ok(target) => target,
+        Err(error) => return (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response(),
+    };
+    if let leadsift_core::SourceRef::Domain(domain) = &target
+        && list == leadsift_core::ListKind::Blacklist
+        && leadsift_core::lists::is_free_mail(domain)
+    {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "a free-mail domain cannot be blacklisted whole; list the address")
+            .into_response();
+    }
+    let entry = leadsift_core::NewListEntry {
+        list,
+        target,
+        reason: form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "added in the web UI".into()),
+        origin: leadsift_core::EntryOrigin::Admin,
+        actor: session.user.username.clone(),
+        expires_at: None,
+    };
+    match state.store.add_list_entry(&entry, Utc::now()).await {
+        Ok(_) => Redirect::to("/lists").into_response(),
+        Err(error) => store_error(error),
+    }
+}
+
+pub async fn list_remove(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    axum::extract::Path(list): axum::extract::Path<String>,
+    Form(form): Form<ListForm>,
+) -> Response {
+    let Some(list) = list_of(&list) else { return StatusCode::NOT_FOUND.into_response() };
+    let target = match leadsift_core::SourceRef::guess(form.value.trim(), "RU") {
+        Ok(target) => target,
+        Err(error) => return (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response(),
+    };
+    let reason = form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "removed in the web UI".into());
+    match state.store.remove_list_entry(list, &target, &session.user.username, &reason, Utc::now()).await {
+        Ok(_) => Redirect::to("/lists").into_response(),
+        Err(error) => store_error(error),
+    }
 }
