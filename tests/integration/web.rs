@@ -244,3 +244,32 @@ async fn junking_a_review_lead_takes_it_out_of_the_queue_and_blacklists_the_send
         "{lists}"
     );
 }
+
+/// `/metrics` is for this machine, the scraper's network or a token holder.
+#[tokio::test]
+async fn metrics_need_a_token_or_a_trusted_network() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leadsift.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmetrics_networks = []\n\
+             metrics_token = \"scrape-token-1\"\n[intake]\ndrop_folder = \"\"\n",
+            db.url
+        ),
+    )
+    .unwrap();
+    let mut command = leadsift_integration_tests::leadsift_command();
+    command.args(["--config", config.to_str().unwrap(), "run"]);
+    let daemon = Daemon::spawn(&mut command);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/metrics", daemon.address);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let response = client.get(&url).bearer_auth("scrape-token-1").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("leadsift_queue_depth"));
+    let healthz = client.get(format!("http://{}/healthz", daemon.address)).send().await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK, "/healthz needs nothing");
+}

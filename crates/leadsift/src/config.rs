@@ -181,6 +181,22 @@ pub struct HttpSettings {
     /// Address of the HTTP server (`/healthz`, `/metrics`).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Bearer token that may read `/metrics` from anywhere (empty: none).
+    #[serde(default = "default_metrics_token")]
+    pub metrics_token: leadsift_core::Secret,
+    /// Networks (CIDR) whose clients may read `/metrics` without a token:
+    /// this machine only by default; add the scraper's network in a deployment.
+    #[serde(default = "default_metrics_networks")]
+    pub metrics_networks: Vec<String>,
+}
+
+impl HttpSettings {
+    pub fn metrics_networks(&self) -> anyhow::Result<Vec<crate::http::Network>> {
+        self.metrics_networks
+            .iter()
+            .map(|raw| raw.parse().map_err(|e: String| anyhow::anyhow!("http.metrics_networks: {e}")))
+            .collect()
+    }
 }
 
 /// `[reports]`
@@ -330,6 +346,12 @@ fn default_utc_offset() -> String {
 fn default_api_token() -> leadsift_core::Secret {
     leadsift_core::Secret::new("")
 }
+fn default_metrics_token() -> leadsift_core::Secret {
+    leadsift_core::Secret::new("")
+}
+fn default_metrics_networks() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -410,6 +432,7 @@ impl Settings {
         anyhow::ensure!(self.triage.auto_blacklist_after > 0, "triage.auto_blacklist_after must be at least 1");
         anyhow::ensure!(self.model.learn_interval_secs > 0, "model.learn_interval_secs must be at least 1");
         anyhow::ensure!(self.model.refresh_secs > 0, "model.refresh_secs must be at least 1");
+        self.http.metrics_networks()?;
         self.reports.currency()?;
         self.reports.utc_offset()?;
         self.imap.validate()?;

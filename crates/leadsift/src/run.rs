@@ -147,6 +147,8 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             settings: Arc::new(settings.web.clone()),
             stage_names: Arc::new(settings.stages.clone()),
         }),
+        metrics_token: settings.http.metrics_token.clone(),
+        metrics_networks: Arc::new(settings.http.metrics_networks()?),
     };
     let token = shutdown.clone();
     tasks.spawn(async move {
