@@ -116,7 +116,15 @@ impl Web {
 async fn every_page_refuses_anonymous_and_lower_roles() {
     let web = Web::start().await;
     // (path, the role it needs)
-    let pages = [("/", 0), ("/leads", 1), ("/leads/1", 1), ("/users", 2), ("/lists", 2)];
+    let pages = [
+        ("/", 0),
+        ("/reports", 0),
+        ("/reports/export.csv", 0),
+        ("/leads", 1),
+        ("/leads/1", 1),
+        ("/users", 2),
+        ("/lists", 2),
+    ];
 
     assert_eq!(web.get("/healthz", None).await.status(), StatusCode::OK, "/healthz stays open");
     for (path, _) in pages {
@@ -272,4 +280,31 @@ async fn metrics_need_a_token_or_a_trusted_network() {
     assert!(response.text().await.unwrap().contains("leadsift_queue_depth"));
     let healthz = client.get(format!("http://{}/healthz", daemon.address)).send().await.unwrap();
     assert_eq!(healthz.status(), StatusCode::OK, "/healthz needs nothing");
+}
+
+/// The reports page shows the scenario's figures as tables and charts, and
+/// its CSV export is byte for byte what `leadsift report --format csv` prints.
+#[tokio::test]
+async fn the_reports_page_and_its_csv_match_the_cli() {
+    let web = Web::start().await;
+    crate::sales::build_scenario(&web.db.store).await;
+    let (session, _) = web.login("vera", PASSWORD).await.unwrap();
+    let page = web.get("/reports?from=2026-11-01&to=2026-11-30", Some(&session)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    for needle in ["report-client_mix", "report-spend_vs_revenue", "55000.50", "266.7%", "<svg class=\"chart\""] {
+        assert!(page.contains(needle), "reports page lacks {needle}");
+    }
+    let csv = web.get("/reports/export.csv?from=2026-11-01&to=2026-11-30", Some(&session)).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(csv.headers()["content-disposition"].to_str().unwrap().contains("leadsift-2026-11-01-2026-11-30.csv"));
+    let csv = csv.text().await.unwrap();
+    let output = leadsift_integration_tests::leadsift_command()
+        .args(["--config", web.config.to_str().unwrap(), "report", "--from", "2026-11-01", "--to", "2026-11-30"])
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert_eq!(csv, String::from_utf8(output.stdout).unwrap());
+    let bad = web.get("/reports?from=2026-11-30&to=2026-11-01", Some(&session)).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }

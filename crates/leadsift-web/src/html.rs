@@ -69,13 +69,15 @@ header{background:#1d2430;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;a
 header a{color:#cfe3ff;text-decoration:none}header form{margin-left:auto}main{padding:1.2em;max-width:72em}\
 table{border-collapse:collapse;background:#fff;width:100%}th,td{padding:.35em .6em;border-bottom:1px solid #e3e6ea;\
 text-align:left}td.n{text-align:right}.review{background:#fff6d6}.card{background:#fff;padding:1em;margin:0 0 1em;\
-border-radius:6px;box-shadow:0 1px 2px #0001}button{cursor:pointer}";
+border-radius:6px;box-shadow:0 1px 2px #0001}button{cursor:pointer}tr.total td{font-weight:600}\
+svg.chart{max-width:100%;height:auto;margin:.4em 0}";
 
 /// A whole page; `session` adds the navigation and the logout button.
 pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> String {
     let mut nav = String::new();
     if let Some(session) = session {
         let _ = write!(nav, "<a href=\"/\">{}</a>", lang.t("Overview", "Обзор"));
+        let _ = write!(nav, "<a href=\"/reports\">{}</a>", lang.t("Reports", "Отчёты"));
         if session.user.role.allows(Role::Manager) {
             let _ = write!(nav, "<a href=\"/leads\">{}</a>", lang.t("Leads", "Лиды"));
         }

@@ -12,6 +12,7 @@
 pub mod auth;
 mod html;
 mod pages;
+pub mod report_render;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,9 @@ pub struct WebState {
     pub settings: Arc<WebSettings>,
     /// Display names of the lead stages.
     pub stage_names: Arc<std::collections::BTreeMap<String, String>>,
+    /// The reports' currency and the team's UTC offset.
+    pub report_currency: leadsift_core::Currency,
+    pub utc_offset: chrono::FixedOffset,
 }
 
 /// Forms are small; anything bigger is not ours.
@@ -76,6 +80,8 @@ pub fn router(state: WebState) -> Router {
     }
     let viewer = Router::new()
         .route("/", get(pages::overview))
+        .route("/reports", get(pages::reports))
+        .route("/reports/export.csv", get(pages::reports_csv))
         .route("/logout", post(pages::logout))
         .route_layer(middleware::from_fn_with_state((state.clone(), Role::Viewer), require));
     let manager = Router::new()

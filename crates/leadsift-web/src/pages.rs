@@ -566,3 +566,81 @@ pub async fn list_remove(
         Err(error) => store_error(error),
     }
 }
+
+#[derive(Debug, Deserialize)]
+pub struct PeriodQuery {
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+}
+
+/// The period asked for, or the current month so far (in the team's offset).
+fn period(state: &WebState, query: &PeriodQuery) -> Result<leadsift_core::ReportPeriod, String> {
+    use chrono::Datelike;
+    let today = Utc::now().with_timezone(&state.utc_offset).date_naive();
+    let from = query.from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
+    let to = query.to.unwrap_or(today);
+    leadsift_core::ReportPeriod::new(from, to, state.utc_offset, state.report_currency.clone())
+}
+
+/// The seven reports and the triage view: a period picker, charts, tables, CSV export.
+pub async fn reports(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    Query(query): Query<PeriodQuery>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let period = match period(&state, &query) {
+        Ok(period) => period,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
+    let report = match state.store.report(&period).await {
+        Ok(report) => report,
+        Err(error) => return store_error(error),
+    };
+    let tables = match crate::report_render::render_html(&report, lang) {
+        Ok(tables) => tables,
+        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    };
+    let body = format!(
+        "<h1>{title}</h1><form class=\"card\" method=\"get\" action=\"/reports\">\
+         <label>{from_label} <input type=\"date\" name=\"from\" value=\"{from}\"></label> \
+         <label>{to_label} <input type=\"date\" name=\"to\" value=\"{to}\"></label> <button>{show}</button> \
+         <a id=\"csv\" href=\"/reports/export.csv?from={from}&amp;to={to}\">{csv}</a> · {money} {currency}</form>{tables}",
+        title = lang.t("Reports", "Отчёты"),
+        from_label = lang.t("From", "С"),
+        to_label = lang.t("to", "по"),
+        show = lang.t("Show", "Показать"),
+        csv = lang.t("Download CSV", "Скачать CSV"),
+        money = lang.t("money in", "деньги в"),
+        from = period.from,
+        to = period.to,
+        currency = escape(period.currency.as_str()),
+    );
+    axum::response::Html(page(lang, lang.t("Reports", "Отчёты"), Some(&session), &body)).into_response()
+}
+
+pub async fn reports_csv(State(state): State<WebState>, Query(query): Query<PeriodQuery>) -> Response {
+    let period = match period(&state, &query) {
+        Ok(period) => period,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
+    let report = match state.store.report(&period).await {
+        Ok(report) => report,
+        Err(error) => return store_error(error),
+    };
+    match crate::report_render::render_report(&report, crate::report_render::ReportFormat::Csv, None) {
+        Ok(csv) => {
+            let disposition = format!("attachment; filename=\"leadsift-{}-{}.csv\"", period.from, period.to);
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                csv,
+            )
+                .into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::report_render::{ReportFormat, render_report};
+use leadsift_web::report_render::{ReportFormat, render_report};
 
 #[derive(Clone)]
 pub struct ApiState {

@@ -10,7 +10,6 @@ mod config;
 mod http;
 mod import;
 mod model_cmd;
-mod report_render;
 mod run;
 mod sales;
 mod users;

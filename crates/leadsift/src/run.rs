@@ -146,6 +146,8 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             store: app.store.clone(),
             settings: Arc::new(settings.web.clone()),
             stage_names: Arc::new(settings.stages.clone()),
+            report_currency: settings.reports.currency()?,
+            utc_offset: settings.reports.utc_offset()?,
         }),
         metrics_token: settings.http.metrics_token.clone(),
         metrics_networks: Arc::new(settings.http.metrics_networks()?),

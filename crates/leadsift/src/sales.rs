@@ -12,7 +12,7 @@ use leadsift_core::{
 
 use crate::app::connect_store;
 use crate::config::Settings;
-use crate::report_render::{ReportFormat, render_report};
+use leadsift_web::report_render::{ReportFormat, render_report};
 
 /// `leadsift leads convert`
 #[derive(Debug, clap::Args)]
@@ -100,7 +100,7 @@ pub struct ReportArgs {
     /// Last day of the period, inclusive.
     #[arg(long)]
     pub to: NaiveDate,
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    #[arg(long, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
     /// Sum money in this currency (default: reports.currency).
     #[arg(long)]
