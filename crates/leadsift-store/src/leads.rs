@@ -65,6 +65,16 @@ impl SqlStore {
         Ok(counts)
     }
 
+    /// The newest stored messages with their ids, newest first (a rules dry run replays them).
+    pub async fn recent_messages(&self, limit: u32) -> Result<Vec<(i64, leadsift_core::Message)>, StoreError> {
+        let rows = sqlx::query("SELECT id, payload FROM messages ORDER BY id DESC LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("reading recent messages"))?;
+        rows.iter().map(|row| Ok((col(row, "id")?, crate::rows::json(row, "payload")?))).collect()
+    }
+
     pub(crate) async fn query_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError> {
         // Review leads first: they are the ones a person must look at.
         let sql = format!(

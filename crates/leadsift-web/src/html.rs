@@ -82,6 +82,7 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
             let _ = write!(nav, "<a href=\"/leads\">{}</a>", lang.t("Leads", "Лиды"));
         }
         if session.user.role.allows(Role::Admin) {
+            let _ = write!(nav, "<a href=\"/rules\">{}</a>", lang.t("Rules", "Правила"));
             let _ = write!(nav, "<a href=\"/lists\">{}</a>", lang.t("Lists", "Списки"));
             let _ = write!(nav, "<a href=\"/users\">{}</a>", lang.t("Users", "Пользователи"));
         }

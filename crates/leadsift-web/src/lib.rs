@@ -13,6 +13,7 @@ pub mod auth;
 mod html;
 mod pages;
 pub mod report_render;
+pub mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,10 +69,13 @@ pub struct WebState {
     /// The reports' currency and the team's UTC offset.
     pub report_currency: leadsift_core::Currency,
     pub utc_offset: chrono::FixedOffset,
+    /// The rules in force (for the rules page); `None` where no triage runs.
+    pub rules: Option<rules::RulesContext>,
 }
 
-/// Forms are small; anything bigger is not ours.
-const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Forms are small, but the rules page posts a whole rules file and a
+/// message to test; anything bigger is not ours.
+const MAX_FORM_BYTES: usize = 4 * 1024 * 1024;
 
 /// The UI's routes, each group behind the role it needs.
 pub fn router(state: WebState) -> Router {
@@ -91,6 +95,8 @@ pub fn router(state: WebState) -> Router {
         .route_layer(middleware::from_fn_with_state((state.clone(), Role::Manager), require));
     let admin = Router::new()
         .route("/users", get(pages::users))
+        .route("/rules", get(rules::rules_page))
+        .route("/rules/test", post(rules::rules_test))
         .route("/lists", get(pages::lists))
         .route("/lists/{list}/add", post(pages::list_add))
         .route("/lists/{list}/remove", post(pages::list_remove))

@@ -148,6 +148,11 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             stage_names: Arc::new(settings.stages.clone()),
             report_currency: settings.reports.currency()?,
             utc_offset: settings.reports.utc_offset()?,
+            rules: Some(leadsift_web::rules::RulesContext {
+                rules: app.rules.clone(),
+                model: app.model.clone(),
+                metrics: app.metrics.clone(),
+            }),
         }),
         metrics_token: settings.http.metrics_token.clone(),
         metrics_networks: Arc::new(settings.http.metrics_networks()?),
