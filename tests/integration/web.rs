@@ -121,6 +121,7 @@ async fn every_page_refuses_anonymous_and_lower_roles() {
     // (path, the role it needs)
     let pages = [
         ("/", 0),
+        ("/overview/live", 0),
         ("/reports", 0),
         ("/reports/export.csv", 0),
         ("/leads", 1),
@@ -255,6 +256,9 @@ async fn junking_a_review_lead_takes_it_out_of_the_queue_and_blacklists_the_send
     assert_eq!(labels.len(), 1, "junking as spam is feedback for the model");
 
     let (admin, _) = web.login("ada", PASSWORD).await.unwrap();
+    let overview = web.get("/overview/live", Some(&admin)).await.text().await.unwrap();
+    assert!(overview.contains("id=\"verdict-mix\"") && overview.contains("<title>spam: 1</title>"), "{overview}");
+    assert!(overview.contains("email · spam"), "stored totals: {overview}");
     let lists = web.get("/lists", Some(&admin)).await.text().await.unwrap();
     assert!(
         lists.contains("seo-offers@promo.example") && lists.contains(&format!("lead {id} junked as spam")),

@@ -65,6 +65,23 @@ impl SqlStore {
         Ok(counts)
     }
 
+    /// Stored messages received since `since`, per hour (the hour's start in
+    /// Unix milliseconds) and verdict.
+    pub async fn verdicts_by_hour(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(i64, leadsift_core::Verdict, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT CAST((received_at / 3600000) * 3600000 AS BIGINT) AS hour, verdict, CAST(COUNT(*) AS BIGINT) AS n \
+             FROM messages WHERE received_at >= $1 GROUP BY (received_at / 3600000), verdict",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("counting verdicts per hour"))?;
+        rows.iter().map(|row| Ok((col(row, "hour")?, parsed(row, "verdict")?, col(row, "n")?))).collect()
+    }
+
     /// The newest stored messages with their ids, newest first (a rules dry run replays them).
     pub async fn recent_messages(&self, limit: u32) -> Result<Vec<(i64, leadsift_core::Message)>, StoreError> {
         let rows = sqlx::query("SELECT id, payload FROM messages ORDER BY id DESC LIMIT $1")

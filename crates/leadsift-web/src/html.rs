@@ -70,7 +70,8 @@ header a{color:#cfe3ff;text-decoration:none}header form{margin-left:auto}main{pa
 table{border-collapse:collapse;background:#fff;width:100%}th,td{padding:.35em .6em;border-bottom:1px solid #e3e6ea;\
 text-align:left}td.n{text-align:right}.review{background:#fff6d6}.card{background:#fff;padding:1em;margin:0 0 1em;\
 border-radius:6px;box-shadow:0 1px 2px #0001}button{cursor:pointer}tr.total td{font-weight:600}\
-svg.chart{max-width:100%;height:auto;margin:.4em 0}";
+svg.chart{max-width:100%;height:auto;margin:.4em 0}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(18em,1fr));gap:0 1em}.muted{color:#6b7480}";
 
 /// A whole page; `session` adds the navigation and the logout button.
 pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> String {

@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod html;
+mod overview;
 mod pages;
 pub mod report_render;
 pub mod rules;
@@ -69,6 +70,8 @@ pub struct WebState {
     /// The reports' currency and the team's UTC offset.
     pub report_currency: leadsift_core::Currency,
     pub utc_offset: chrono::FixedOffset,
+    /// This process's counters, for the overview.
+    pub metrics: Option<leadsift_pipeline::Metrics>,
     /// The rules in force (for the rules page); `None` where no triage runs.
     pub rules: Option<rules::RulesContext>,
 }
@@ -83,7 +86,8 @@ pub fn router(state: WebState) -> Router {
         return Router::new();
     }
     let viewer = Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
+        .route("/overview/live", get(overview::overview_live))
         .route("/reports", get(pages::reports))
         .route("/reports/export.csv", get(pages::reports_csv))
         .route("/logout", post(pages::logout))

@@ -137,53 +137,13 @@ pub async fn logout(State(state): State<WebState>, headers: HeaderMap) -> Respon
     ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
 }
 
-fn store_error(error: leadsift_core::StoreError) -> Response {
+pub(crate) fn store_error(error: leadsift_core::StoreError) -> Response {
     tracing::warn!(error = %error, "page query failed");
     (StatusCode::SERVICE_UNAVAILABLE, format!("the store is unavailable: {error}")).into_response()
 }
 
-fn stage_name(state: &WebState, stage: LeadStage) -> String {
+pub(crate) fn stage_name(state: &WebState, stage: LeadStage) -> String {
     state.stage_names.get(stage.as_str()).cloned().unwrap_or_else(|| stage.default_display_name().to_owned())
-}
-
-/// Messages by channel and verdict, and leads by stage.
-pub async fn overview(
-    State(state): State<WebState>,
-    Extension(session): Extension<Session>,
-    headers: HeaderMap,
-) -> Response {
-    let lang = Lang::of(&headers);
-    let counts = match state.store.message_counts().await {
-        Ok(counts) => counts,
-        Err(error) => return store_error(error),
-    };
-    let stages = match state.store.lead_stage_counts().await {
-        Ok(stages) => stages,
-        Err(error) => return store_error(error),
-    };
-    let mut body = format!(
-        "<h1>{}</h1><div class=\"card\"><h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
-        lang.t("Overview", "Обзор"),
-        lang.t("Messages by channel and verdict", "Сообщения по каналам и вердиктам"),
-        lang.t("Channel", "Канал"),
-        lang.t("Verdict", "Вердикт"),
-        lang.t("Messages", "Сообщений")
-    );
-    for (channel, verdict, n) in &counts.rows {
-        let _ = write!(body, "<tr><td>{channel}</td><td>{verdict}</td><td class=\"n\">{n}</td></tr>");
-    }
-    let _ = write!(
-        body,
-        "<tr><th colspan=\"2\">{}</th><th class=\"n\">{}</th></tr></table></div>",
-        lang.t("Total", "Всего"),
-        counts.total()
-    );
-    let _ = write!(body, "<div class=\"card\"><h2>{}</h2><table>", lang.t("Leads by stage", "Лиды по стадиям"));
-    for (stage, n) in &stages {
-        let _ = write!(body, "<tr><td>{}</td><td class=\"n\">{n}</td></tr>", escape(&stage_name(&state, *stage)));
-    }
-    body.push_str("</table></div>");
-    axum::response::Html(page(lang, lang.t("Overview", "Обзор"), Some(&session), &body)).into_response()
 }
 
 /// The review queue first, then the newest leads to contact.

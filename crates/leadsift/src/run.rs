@@ -148,6 +148,7 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             stage_names: Arc::new(settings.stages.clone()),
             report_currency: settings.reports.currency()?,
             utc_offset: settings.reports.utc_offset()?,
+            metrics: Some(app.metrics.clone()),
             rules: Some(leadsift_web::rules::RulesContext {
                 rules: app.rules.clone(),
                 model: app.model.clone(),
