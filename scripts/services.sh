@@ -60,6 +60,11 @@ apt_install() {
 if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   apt_install build-essential
 fi
+# The browser test drives Debian's Chromium headless through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium chromium-driver
+fi
+echo "services: $(chromium --version 2>/dev/null | head -n 1) for the browser test"
 # `docker-compose config` validates the deployment file without a Docker engine.
 if ! command -v docker-compose >/dev/null 2>&1; then
   apt_install docker-compose

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod bitrix24;
+mod browser;
 mod channel_state;
 mod cli;
 mod deploy;

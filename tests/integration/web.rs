@@ -9,11 +9,11 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::pipeline::Daemon;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-struct Web {
-    db: TestDb,
-    daemon: Daemon,
+pub(crate) struct Web {
+    pub(crate) db: TestDb,
+    pub(crate) daemon: Daemon,
     client: reqwest::Client,
     config: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -33,7 +33,7 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 impl Web {
-    async fn start() -> Web {
+    pub(crate) async fn start() -> Web {
         let db = TestDb::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("leadsift.toml");
@@ -64,7 +64,7 @@ impl Web {
         Web { db, daemon, client, config, _dir: dir }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.daemon.address)
     }
 
