@@ -29,6 +29,7 @@ pub mod combined;
 pub mod corpora;
 pub mod eval;
 pub mod features;
+pub mod linear;
 mod logistic;
 pub mod model;
 pub mod train;
@@ -41,6 +42,7 @@ pub use eval::{
     ClassFigures, CorpusFigures, EvalReport, EvalSummary, Evaluator, RuleFigures, ValidationFigures, evaluate,
 };
 pub use features::{FeatureSettings, Featurizer, SparseFeatures};
+pub use linear::{LinearModel, LinearSettings, SparseRows};
 pub use model::{Calibration, Model, ModelMetadata, ModelScores};
 pub use train::{
     AlgorithmFigures, DEFAULT_MAX_HAM_SPAM_FP_RATE, FEEDBACK_WEIGHT, FitEngine, TrainOutcome, TrainProgress,
@@ -63,6 +65,8 @@ pub enum ModelError {
     Invalid(String),
     #[error("model fitting failed: {0}")]
     Fit(String),
+    #[error("linfa: {0}")]
+    Linfa(#[from] linfa::Error),
 }
 
 impl ModelError {

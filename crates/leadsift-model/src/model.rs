@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::features::{FeatureSettings, Featurizer, SparseFeatures};
+use crate::linear::LinearModel;
 
 /// Version of the `model.json.gz` layout this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -161,6 +162,20 @@ struct ModelFile {
     calibration: Calibration,
     alpha: f64,
     components: Vec<StoredComponent>,
+    /// The logistic regression that scores, when the model has one (Naive
+    /// Bayes scores otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    linear: Option<StoredLinear>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredLinear {
+    bias: [f64; 4],
+    active: [bool; 4],
+    /// Per [`SCORED_CLASSES`] entry, the nonzero weights as (gap, weight in
+    /// [`crate::linear::WEIGHT_QUANTUM`] units) pairs, flattened.
+    columns: Vec<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,7 +220,13 @@ pub struct Model {
     counts: NbCounts,
     calibration: Calibration,
     metadata: Option<ModelMetadata>,
-    table: ScoringTable,
+    /// The Naive Bayes scoring table, built on first use: a model that scores
+    /// with its logistic regression only needs it for feedback and comparisons,
+    /// and building it is most of the load time.
+    table: OnceLock<ScoringTable>,
+    /// When present, the scorer (see [`crate::linear`]); the Naive Bayes
+    /// counts are kept beside it for feedback bookkeeping and comparison.
+    linear: Option<LinearModel>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -293,6 +314,25 @@ fn stream<const W: usize>(
     acc.finish()
 }
 
+/// The message's distinct buckets into `scratch.found` (count 1), for the linear model.
+fn distinct_buckets(featurizer: &Featurizer, message: &Message, scratch: &mut Scratch) {
+    let Scratch { seen, touched, found } = scratch;
+    featurizer.for_each(message, &mut |bucket, _| {
+        let (word, bit) = (bucket as usize / 64, 1u64 << (bucket % 64));
+        if seen[word] & bit != 0 {
+            return;
+        }
+        if seen[word] == 0 {
+            touched.push(bucket / 64);
+        }
+        seen[word] |= bit;
+        found.push((bucket, 1));
+    });
+    for word in touched.drain(..) {
+        seen[word as usize] = 0;
+    }
+}
+
 /// Per-thread buffers of [`stream`], reused across messages.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -326,16 +366,21 @@ struct ScoringTable {
     active: [bool; 4],
 }
 
+/// Which of [`SCORED_CLASSES`] have [`MIN_CLASS_EXAMPLES`] distinct examples
+/// (and inquiry too): the classes the model may argue for.
+pub fn active_classes(counts: &NbCounts) -> [bool; 4] {
+    let class_active = |class: Verdict| counts.class_examples(class) >= MIN_CLASS_EXAMPLES;
+    let inquiry_active = class_active(Verdict::Inquiry);
+    std::array::from_fn(|k| inquiry_active && class_active(SCORED_CLASSES[k]))
+}
+
 impl ScoringTable {
     fn build(counts: &NbCounts) -> Self {
         let k = counts.components.len().min(MAX_COMPONENTS);
         let dimension = counts.dimension;
         let class_active = |class: Verdict| counts.class_examples(class) >= MIN_CLASS_EXAMPLES;
         let inquiry_active = class_active(Verdict::Inquiry);
-        let mut active = [false; 4];
-        for (slot, class) in active.iter_mut().zip(SCORED_CLASSES) {
-            *slot = inquiry_active && class_active(class);
-        }
+        let active = active_classes(counts);
         let usable: Vec<bool> = counts.components[..k]
             .iter()
             .map(|c| c.count > 0 && (c.class == Verdict::Inquiry || class_active(c.class)) && inquiry_active)
@@ -475,7 +520,7 @@ impl Model {
         if counts.alpha.is_nan() || counts.alpha <= 0.0 {
             return Err(ModelError::Invalid(format!("smoothing alpha must be positive, got {}", counts.alpha)));
         }
-        let table = ScoringTable::build(&counts);
+        let table = OnceLock::new();
         Ok(Model {
             name: name.to_owned(),
             featurizer: Featurizer::new(features),
@@ -483,7 +528,30 @@ impl Model {
             calibration,
             metadata: None,
             table,
+            linear: None,
         })
+    }
+
+    /// Sets the logistic regression that scores this model (its dimension must match).
+    pub fn set_linear(&mut self, linear: LinearModel) -> Result<(), ModelError> {
+        if linear.dimension() != self.counts.dimension {
+            return Err(ModelError::Invalid("linear weights do not match the feature dimension".into()));
+        }
+        self.linear = Some(linear);
+        Ok(())
+    }
+
+    fn table(&self) -> &ScoringTable {
+        self.table.get_or_init(|| ScoringTable::build(&self.counts))
+    }
+
+    pub fn linear(&self) -> Option<&LinearModel> {
+        self.linear.as_ref()
+    }
+
+    /// What scores: [`ALGORITHM`] or [`NB_ALGORITHM`].
+    pub fn algorithm(&self) -> &'static str {
+        if self.linear.is_some() { ALGORITHM } else { NB_ALGORITHM }
     }
 
     pub fn name(&self) -> &str {
@@ -514,8 +582,29 @@ impl Model {
         self.metadata = Some(metadata);
     }
 
-    /// Naive Bayes log-odds of one message, summed from the hashed feature stream.
+    /// The model's log-odds of one message: the logistic regression's when
+    /// the model has one, else Naive Bayes'.
     pub fn scores(&self, message: &Message) -> ModelScores {
+        let Some(linear) = &self.linear else { return self.nb_scores(message) };
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        }
+        let words = self.counts.dimension.div_ceil(64);
+        let (log_odds, n) = SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.seen.len() != words {
+                scratch.seen = vec![0u64; words];
+            }
+            distinct_buckets(&self.featurizer, message, scratch);
+            let out = linear.log_odds_of_buckets(scratch.found.iter().map(|&(b, _)| b));
+            scratch.found.clear();
+            out
+        });
+        ModelScores { log_odds, active: linear.active, feature_total: n }
+    }
+
+    /// Naive Bayes log-odds of one message, summed from the hashed feature stream
+    /// (what scores when the model has no logistic regression).
+    pub fn nb_scores(&self, message: &Message) -> ModelScores {
         // Binary features: a per-thread bitset drops repeats without collecting
         // and sorting; only the words touched are cleared afterwards.
         thread_local! {
@@ -526,30 +615,36 @@ impl Model {
             if scratch.seen.len() != words {
                 scratch.seen = vec![0u64; words];
             }
-            match &self.table.rows {
+            match &self.table().rows {
                 Rows::Narrow(rows) => stream(rows, &self.featurizer, message, scratch),
                 Rows::Wide(rows) => stream(rows, &self.featurizer, message, scratch),
             }
         });
-        let jll = self.table.joint_log_likelihood(&sums);
-        ModelScores { log_odds: self.table.log_odds(&jll), active: self.table.active, feature_total: total }
+        let table = self.table();
+        let jll = table.joint_log_likelihood(&sums);
+        ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: total }
     }
 
     /// Joint log-likelihood of every component (prior included, up to a
     /// per-message constant), from aggregated features: linfa's
     /// `joint_log_likelihood`, whose argmax is linfa's `predict`.
     pub fn component_scores(&self, features: &SparseFeatures) -> Vec<f64> {
-        let (sums, _) = match &self.table.rows {
+        let (sums, _) = match &self.table().rows {
             Rows::Narrow(rows) => sum_sparse(rows, features),
             Rows::Wide(rows) => sum_sparse(rows, features),
         };
-        self.table.joint_log_likelihood(&sums)
+        self.table().joint_log_likelihood(&sums)
     }
 
     /// Log-odds from already aggregated features (used in training and tests).
     pub fn scores_sparse(&self, features: &SparseFeatures) -> ModelScores {
+        if let Some(linear) = &self.linear {
+            let distinct = features.indices.len() as u64;
+            return ModelScores { log_odds: linear.log_odds(features), active: linear.active, feature_total: distinct };
+        }
         let jll = self.component_scores(features);
-        ModelScores { log_odds: self.table.log_odds(&jll), active: self.table.active, feature_total: features.total() }
+        let table = self.table();
+        ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: features.total() }
     }
 
     /// The model's contribution to a verdict: one [`Reason`] per scored class
@@ -565,6 +660,7 @@ impl Model {
     /// caller can validate the candidate and keep the old one.
     pub fn updated(&self, labelled: &[(Message, Verdict)], times: u64) -> Model {
         let mut counts = self.counts.clone();
+        let mut learned = Vec::new();
         for (message, class) in labelled {
             let features = self.featurizer.features(message);
             // Join the class's component the message is most like: a new tiny
@@ -573,16 +669,32 @@ impl Model {
             // component yet (non_target) gets a `<class>:feedback` one.
             let jll = self.component_scores(&features);
             let nearest = (0..jll.len().min(self.counts.components.len()))
-                .filter(|&j| self.counts.components[j].class == *class && self.table.usable.get(j) == Some(&true))
+                .filter(|&j| self.counts.components[j].class == *class && self.table().usable.get(j) == Some(&true))
                 .max_by(|&a, &b| jll[a].total_cmp(&jll[b]));
             let component = match nearest {
                 Some(j) => counts.component(&self.counts.components[j].name.clone(), *class),
                 None => counts.component(&component_name(*class, FEEDBACK_SOURCE), *class),
             };
             counts.add(component, &features, times);
+            if self.linear.is_some() {
+                learned.push((features, *class));
+            }
         }
-        let table = ScoringTable::build(&counts);
-        Model { counts, table, metadata: self.metadata.clone(), ..self.clone() }
+        let active = active_classes(&counts);
+        let linear = self.linear.as_ref().map(|current| {
+            let mut linear = current.clone();
+            // A class that just reached MIN_CLASS_EXAMPLES joins the softmax
+            // as unlikely a priori; its labels then teach it its words.
+            for k in 0..4 {
+                if active[k] && !linear.active[k] {
+                    linear.bias[k] = -crate::linear::FEEDBACK_MARGIN;
+                }
+            }
+            linear.active = active;
+            linear.learn(&learned, times);
+            linear
+        });
+        Model { counts, table: OnceLock::new(), linear, metadata: self.metadata.clone(), ..self.clone() }
     }
 
     /// Writes `model.json.gz` (byte-identical for identical models: gzip
@@ -609,7 +721,7 @@ impl Model {
         let file = ModelFile {
             format: FORMAT_VERSION,
             name: self.name.clone(),
-            algorithm: ALGORITHM.to_owned(),
+            algorithm: self.algorithm().to_owned(),
             features: *self.featurizer.settings(),
             calibration: self.calibration,
             alpha: self.counts.alpha,
@@ -625,6 +737,11 @@ impl Model {
                     features: encode_sparse(&c.features),
                 })
                 .collect(),
+            linear: self.linear.as_ref().map(|l| StoredLinear {
+                bias: l.bias,
+                active: l.active,
+                columns: (0..4).map(|k| l.encode_column(k)).collect(),
+            }),
         };
         let json = serde_json::to_vec(&file).map_err(|e| ModelError::Invalid(e.to_string()))?;
         let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
@@ -664,6 +781,17 @@ impl Model {
         }
         let counts = NbCounts { alpha: file.alpha, dimension, components };
         let mut loaded = Model::from_counts(&file.name, file.features, counts, file.calibration)?;
+        if let Some(stored) = file.linear {
+            if stored.columns.len() != 4 {
+                return Err(ModelError::Invalid("linear weights need one column per scored class".into()));
+            }
+            let mut linear = LinearModel::zeros(dimension, stored.active);
+            linear.bias = stored.bias;
+            for (k, column) in stored.columns.iter().enumerate() {
+                linear.decode_column(k, column)?;
+            }
+            loaded.linear = Some(linear);
+        }
         if let Some(bytes) = metadata {
             loaded.metadata =
                 Some(serde_json::from_slice(bytes).map_err(|e| ModelError::Invalid(format!("{METADATA_FILE}: {e}")))?);
@@ -694,8 +822,11 @@ impl Model {
     }
 }
 
-/// What the `algorithm` field of a saved model says.
-pub const ALGORITHM: &str =
+/// What the `algorithm` field of a saved model with a logistic regression says.
+pub const ALGORITHM: &str = "sparse softmax regression (averaged SGD, linfa Fit) over binary hashed features, \
+     with linfa-bayes MultinomialNb counts for feedback bookkeeping";
+/// What the `algorithm` field of a Naive Bayes-only model says.
+pub const NB_ALGORITHM: &str =
     "linfa-bayes MultinomialNb, one label per (class, source) mixture component, binary hashed features";
 
 /// The source name of feedback components (`spam:feedback`).

@@ -21,7 +21,7 @@ use std::time::Instant;
 use leadsift_core::{Evidence, Message, ScoringPolicy, SenderStanding, Verdict};
 use linfa::DatasetBase;
 use linfa::ParamGuard;
-use linfa::traits::{FitWith, Predict};
+use linfa::traits::{Fit, FitWith, Predict};
 use linfa_bayes::{MultinomialNb, MultinomialNbParams};
 use ndarray::{Array1, Array2, Axis, Slice};
 use serde::{Deserialize, Serialize};
@@ -31,8 +31,9 @@ use crate::combined::EvidenceSource;
 use crate::corpora::{Corpus, LabelledMessage};
 use crate::eval::{EvalSummary, Evaluator, ValidationFigures};
 use crate::features::{FeatureSettings, Featurizer, SparseFeatures};
+use crate::linear::{LinearSettings, SparseRows};
 use crate::model::{
-    ALGORITHM, Calibration, Model, ModelMetadata, ModelScores, NbCounts, component_name, evidence_from_scores,
+    Calibration, Model, ModelMetadata, ModelScores, NB_ALGORITHM, NbCounts, component_name, evidence_from_scores,
 };
 
 /// The false-positive budget of the calibration: the issue's bar (0.15 %).
@@ -63,6 +64,9 @@ pub struct TrainSettings {
     /// ham→spam false-positive rate, or the rules' own rate if that is
     /// higher. `0.0` means "never more false positives than the rules alone".
     pub max_ham_spam_fp_rate: f64,
+    /// The logistic regression that scores (see [`crate::linear`]); `None`
+    /// leaves Naive Bayes scoring, as models before it did.
+    pub linear: Option<LinearSettings>,
 }
 
 /// Two ways to the same `MultinomialNb`.
@@ -90,6 +94,7 @@ impl Default for TrainSettings {
             compare_logistic: false,
             engine: FitEngine::SparseCounts,
             max_ham_spam_fp_rate: DEFAULT_MAX_HAM_SPAM_FP_RATE,
+            linear: Some(LinearSettings::default()),
         }
     }
 }
@@ -164,6 +169,26 @@ pub fn train(
     let counts = fit_naive_bayes(&featurizer, settings, &rows, progress)?;
     let fit_seconds = started.elapsed().as_secs_f64();
     let mut model = Model::from_counts(&settings.name, settings.features, counts, Calibration::default())?;
+    let mut linear_seconds = 0.0;
+    if let Some(linear_settings) = &settings.linear {
+        let started = Instant::now();
+        let total = train_set.len() as u64;
+        let mut records =
+            SparseRows { rows: Vec::with_capacity(train_set.len()), dimension: settings.features.dimension() };
+        for (done, example) in train_set.iter().enumerate() {
+            let mut features = featurizer.features(&example.message);
+            features.counts.iter_mut().for_each(|c| *c = 1);
+            records.rows.push(features);
+            if done.is_multiple_of(1024) {
+                progress(TrainProgress { stage: TrainStage::Fitting, done: done as u64, total });
+            }
+        }
+        let targets: Vec<Verdict> = train_set.iter().map(|e| e.class).collect();
+        let dataset = DatasetBase::new(records, targets);
+        model.set_linear(linear_settings.fit(&dataset)?)?;
+        progress(TrainProgress { stage: TrainStage::Fitting, done: total, total });
+        linear_seconds = started.elapsed().as_secs_f64();
+    }
     // Feedback joins the corpus model exactly as an incremental update would.
     if !feedback.is_empty() {
         model = model.updated(feedback, FEEDBACK_WEIGHT);
@@ -188,17 +213,33 @@ pub fn train(
     model.set_calibration(calibration);
     let figures = validation_figures(&scored, &policy, &calibration, model.name());
 
-    let mut argmax = Evaluator::new();
-    for s in &scored {
-        argmax.add_verdict(s.corpus, s.label, s.model.predicted());
+    let mut nb_argmax = Evaluator::new();
+    for example in &validation {
+        nb_argmax.add_verdict(&example.corpus, example.class, model.nb_scores(&example.message).predicted());
     }
     let mut algorithms = vec![AlgorithmFigures {
-        algorithm: ALGORITHM.into(),
+        algorithm: NB_ALGORITHM.into(),
         settings: format!("alpha {}, 2^{} buckets", settings.alpha, settings.features.dimension_bits),
         train_examples: (train_set.len() + feedback.len()) as u64,
         fit_seconds,
-        model_only: argmax.summary(),
+        model_only: nb_argmax.summary(),
     }];
+    if let Some(linear) = &settings.linear {
+        let mut argmax = Evaluator::new();
+        for s in &scored {
+            argmax.add_verdict(s.corpus, s.label, s.model.predicted());
+        }
+        algorithms.push(AlgorithmFigures {
+            algorithm: crate::model::ALGORITHM.into(),
+            settings: format!(
+                "{} epochs, learning rate {}, inquiry weight {}, 2^{} buckets",
+                linear.epochs, linear.learning_rate, linear.inquiry_weight, settings.features.dimension_bits
+            ),
+            train_examples: (train_set.len() + feedback.len()) as u64,
+            fit_seconds: linear_seconds,
+            model_only: argmax.summary(),
+        });
+    }
     if settings.compare_logistic {
         algorithms.push(crate::logistic::compare(&featurizer, &train_set, &validation, settings.seed, progress)?);
     }
@@ -212,7 +253,7 @@ pub fn train(
     }
     model.set_metadata(ModelMetadata {
         name: settings.name.clone(),
-        algorithm: ALGORITHM.into(),
+        algorithm: model.algorithm().into(),
         features: settings.features,
         dimension: settings.features.dimension(),
         alpha: settings.alpha,
@@ -223,7 +264,7 @@ pub fn train(
         feedback_examples: feedback.len() as u64,
         calibration,
         validation: Some(figures.clone()),
-        alternatives: algorithms.iter().skip(1).cloned().collect(),
+        alternatives: algorithms.iter().filter(|a| a.algorithm != model.algorithm()).cloned().collect(),
         notes: "train_examples counts feedback examples FEEDBACK_WEIGHT times; validation is the fixed 20% hash \
                 split of the corpora (see crates/leadsift-model/README.md)"
             .into(),
@@ -481,11 +522,14 @@ pub(crate) fn validation_figures(
 }
 
 /// The weight grid `calibrate` searches.
-pub const CALIBRATION_WEIGHTS: [f64; 9] = [0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0];
+pub const CALIBRATION_WEIGHTS: [f64; 12] = [0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0];
 /// The length exponents `calibrate` searches (0: raw log-odds; 0.5: scaled by √(100/length)).
 pub const CALIBRATION_LENGTH_EXPONENTS: [f64; 3] = [0.0, 0.25, 0.5];
 /// The log-odds biases `calibrate` searches.
-pub const CALIBRATION_BIASES: [f64; 11] = [0.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0];
+/// (Small ones for the logistic regression's calibrated-ish log-odds, large
+/// ones for Naive Bayes' overconfident ones.)
+pub const CALIBRATION_BIASES: [f64; 17] =
+    [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0];
 
 /// Picks the calibration on the validation split: among the grid points
 /// whose combined ham→spam false positives stay within the budget (the
@@ -699,6 +743,24 @@ pub(crate) mod tests {
         let a = train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         let b = train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.model.to_bytes().ok(), b.model.to_bytes().ok());
+    }
+
+    #[test]
+    fn the_logistic_regression_scores_and_naive_bayes_remains_for_comparison() {
+        let corpus = synthetic_corpus();
+        let outcome =
+            train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcome.model.linear().is_some());
+        assert_eq!(outcome.algorithms.len(), 2, "Naive Bayes and the logistic regression both reported");
+        let probe = message(Channel::Messenger, None, "Казино бонус, заработок без вложений 💰");
+        assert_ne!(outcome.model.scores(&probe), outcome.model.nb_scores(&probe));
+        assert_eq!(outcome.model.scores(&probe).predicted(), Verdict::Spam);
+
+        let nb_only = TrainSettings { linear: None, ..small_settings() };
+        let nb = train(&corpus, &[], &no_rules(), &nb_only, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        assert!(nb.model.linear().is_none());
+        assert_eq!(nb.model.scores(&probe), nb.model.nb_scores(&probe));
+        assert_eq!(nb.model.counts(), outcome.model.counts(), "the Naive Bayes counts do not depend on the scorer");
     }
 
     #[test]
