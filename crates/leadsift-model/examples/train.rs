@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             "--epochs" => settings.linear.get_or_insert_default().epochs = value()?.parse()?,
             "--lr" => settings.linear.get_or_insert_default().learning_rate = value()?.parse()?,
             "--inquiry-weight" => settings.linear.get_or_insert_default().inquiry_weight = value()?.parse()?,
+            "--source-balance" => settings.linear.get_or_insert_default().source_balance = value()?.parse()?,
             "--ascii-char-ngrams" => settings.features.char_ngrams_non_ascii_only = false,
             "--linfa-fit-with" => settings.engine = leadsift_model::FitEngine::LinfaFitWith,
             other => corpora.push(PathBuf::from(other)),

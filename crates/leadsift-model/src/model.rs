@@ -173,6 +173,8 @@ struct ModelFile {
 struct StoredLinear {
     bias: [f64; 4],
     active: [bool; 4],
+    #[serde(default)]
+    nb_blend: f64,
     /// Per [`SCORED_CLASSES`] entry, the nonzero weights as (gap, weight in
     /// [`crate::linear::WEIGHT_QUANTUM`] units) pairs, flattened.
     columns: Vec<Vec<i64>>,
@@ -220,12 +222,12 @@ pub struct Model {
     counts: NbCounts,
     calibration: Calibration,
     metadata: Option<ModelMetadata>,
-    /// The Naive Bayes scoring table, built on first use: a model that scores
-    /// with its logistic regression only needs it for feedback and comparisons,
-    /// and building it is most of the load time.
+    /// The Naive Bayes scoring table. Built at load when scoring uses it (no
+    /// regression, or a Naive Bayes blend), on first use otherwise (a
+    /// regression-only model needs it for feedback and comparisons only).
     table: OnceLock<ScoringTable>,
     /// When present, the scorer (see [`crate::linear`]); the Naive Bayes
-    /// counts are kept beside it for feedback bookkeeping and comparison.
+    /// counts are kept beside it: blended in with `nb_blend`, updated by feedback.
     linear: Option<LinearModel>,
 }
 
@@ -599,7 +601,8 @@ impl Model {
             scratch.found.clear();
             out
         });
-        ModelScores { log_odds, active: linear.active, feature_total: n }
+        let scores = ModelScores { log_odds, active: linear.active, feature_total: n };
+        if linear.nb_blend > 0.0 { blend(scores, &self.nb_scores(message), linear.nb_blend) } else { scores }
     }
 
     /// Naive Bayes log-odds of one message, summed from the hashed feature stream
@@ -640,7 +643,19 @@ impl Model {
     pub fn scores_sparse(&self, features: &SparseFeatures) -> ModelScores {
         if let Some(linear) = &self.linear {
             let distinct = features.indices.len() as u64;
-            return ModelScores { log_odds: linear.log_odds(features), active: linear.active, feature_total: distinct };
+            let scores =
+                ModelScores { log_odds: linear.log_odds(features), active: linear.active, feature_total: distinct };
+            if linear.nb_blend > 0.0 {
+                let jll = self.component_scores(features);
+                let table = self.table();
+                let nb = ModelScores {
+                    log_odds: table.log_odds(&jll),
+                    active: table.active,
+                    feature_total: features.total(),
+                };
+                return blend(scores, &nb, linear.nb_blend);
+            }
+            return scores;
         }
         let jll = self.component_scores(features);
         let table = self.table();
@@ -740,6 +755,7 @@ impl Model {
             linear: self.linear.as_ref().map(|l| StoredLinear {
                 bias: l.bias,
                 active: l.active,
+                nb_blend: l.nb_blend,
                 columns: (0..4).map(|k| l.encode_column(k)).collect(),
             }),
         };
@@ -787,10 +803,14 @@ impl Model {
             }
             let mut linear = LinearModel::zeros(dimension, stored.active);
             linear.bias = stored.bias;
+            linear.nb_blend = stored.nb_blend;
             for (k, column) in stored.columns.iter().enumerate() {
                 linear.decode_column(k, column)?;
             }
             loaded.linear = Some(linear);
+        }
+        if loaded.linear.as_ref().is_none_or(|l| l.nb_blend > 0.0) {
+            loaded.table();
         }
         if let Some(bytes) = metadata {
             loaded.metadata =
@@ -824,10 +844,23 @@ impl Model {
 
 /// What the `algorithm` field of a saved model with a logistic regression says.
 pub const ALGORITHM: &str = "sparse softmax regression (averaged SGD, linfa Fit) over binary hashed features, \
-     with linfa-bayes MultinomialNb counts for feedback bookkeeping";
+     blended with linfa-bayes MultinomialNb log-odds";
 /// What the `algorithm` field of a Naive Bayes-only model says.
 pub const NB_ALGORITHM: &str =
     "linfa-bayes MultinomialNb, one label per (class, source) mixture component, binary hashed features";
+
+/// The ensemble of the regression's log-odds and Naive Bayes' (scaled to a
+/// 100-feature message, as Naive Bayes log-odds grow with length).
+pub(crate) fn blend(linear: ModelScores, nb: &ModelScores, weight: f64) -> ModelScores {
+    let length = (nb.feature_total.max(1) as f64 / 100.0).sqrt();
+    let mut out = linear;
+    for k in 0..4 {
+        if out.active[k] && nb.active[k] {
+            out.log_odds[k] += weight * nb.log_odds[k] / length;
+        }
+    }
+    out
+}
 
 /// The source name of feedback components (`spam:feedback`).
 pub const FEEDBACK_SOURCE: &str = "feedback";

@@ -125,6 +125,9 @@ pub struct AlgorithmFigures {
     pub algorithm: String,
     pub settings: String,
     pub train_examples: u64,
+    /// Wall-clock fit time; not saved, so `metadata.json` is byte-identical
+    /// run to run (with `SOURCE_DATE_EPOCH` fixing `trained_at`).
+    #[serde(skip)]
     pub fit_seconds: f64,
     pub model_only: EvalSummary,
 }
@@ -184,7 +187,16 @@ pub fn train(
             }
         }
         let targets: Vec<Verdict> = train_set.iter().map(|e| e.class).collect();
-        let dataset = DatasetBase::new(records, targets);
+        let mut sizes: BTreeMap<(Verdict, &str), usize> = BTreeMap::new();
+        for example in &train_set {
+            *sizes.entry((example.class, example.corpus.as_str())).or_default() += 1;
+        }
+        let mean = train_set.len() as f64 / sizes.len().max(1) as f64;
+        let weights: Array1<f32> = train_set
+            .iter()
+            .map(|e| (mean / sizes[&(e.class, e.corpus.as_str())] as f64).powf(linear_settings.source_balance) as f32)
+            .collect();
+        let dataset = DatasetBase::new(records, targets).with_weights(weights);
         model.set_linear(linear_settings.fit(&dataset)?)?;
         progress(TrainProgress { stage: TrainStage::Fitting, done: total, total });
         linear_seconds = started.elapsed().as_secs_f64();
@@ -194,9 +206,11 @@ pub fn train(
         model = model.updated(feedback, FEEDBACK_WEIGHT);
     }
 
-    // Score the validation split once: rules evidence and model log-odds.
+    // Score the validation split once: rules evidence and model log-odds
+    // (the regression's and Naive Bayes' apart, to choose their blend).
     let total = validation.len() as u64;
     let mut scored = Vec::with_capacity(validation.len());
+    let mut nb_scores = Vec::with_capacity(validation.len());
     for (done, example) in validation.iter().enumerate() {
         scored.push(Scored {
             corpus: &example.corpus,
@@ -204,18 +218,44 @@ pub fn train(
             rules: rules.evidence(&example.message),
             model: model.scores(&example.message),
         });
+        nb_scores.push(model.nb_scores(&example.message));
         if done.is_multiple_of(256) {
             progress(TrainProgress { stage: TrainStage::Validating, done: done as u64, total });
         }
     }
+    let lr_argmax = model.linear().map(|_| {
+        let mut argmax = Evaluator::new();
+        for s in &scored {
+            argmax.add_verdict(s.corpus, s.label, s.model.predicted());
+        }
+        argmax.summary()
+    });
     let policy = rules.scoring();
-    let calibration = calibrate(&scored, &policy, settings.max_ham_spam_fp_rate, progress);
+    let (mut calibration, mut best_key) = calibrate(&scored, &policy, settings.max_ham_spam_fp_rate, progress);
+    if let Some(mut linear) = model.linear().cloned() {
+        let linear_scores: Vec<ModelScores> = scored.iter().map(|s| s.model).collect();
+        let mut best_blend = 0.0;
+        for &weight in &NB_BLENDS[1..] {
+            for (s, (lr, nb)) in scored.iter_mut().zip(linear_scores.iter().zip(&nb_scores)) {
+                s.model = crate::model::blend(*lr, nb, weight);
+            }
+            let (candidate, key) = calibrate(&scored, &policy, settings.max_ham_spam_fp_rate, progress);
+            if key > best_key {
+                (calibration, best_key, best_blend) = (candidate, key, weight);
+            }
+        }
+        for (s, (lr, nb)) in scored.iter_mut().zip(linear_scores.iter().zip(&nb_scores)) {
+            s.model = if best_blend > 0.0 { crate::model::blend(*lr, nb, best_blend) } else { *lr };
+        }
+        linear.nb_blend = best_blend;
+        model.set_linear(linear)?;
+    }
     model.set_calibration(calibration);
     let figures = validation_figures(&scored, &policy, &calibration, model.name());
 
     let mut nb_argmax = Evaluator::new();
-    for example in &validation {
-        nb_argmax.add_verdict(&example.corpus, example.class, model.nb_scores(&example.message).predicted());
+    for (example, nb) in validation.iter().zip(&nb_scores) {
+        nb_argmax.add_verdict(&example.corpus, example.class, nb.predicted());
     }
     let mut algorithms = vec![AlgorithmFigures {
         algorithm: NB_ALGORITHM.into(),
@@ -224,19 +264,32 @@ pub fn train(
         fit_seconds,
         model_only: nb_argmax.summary(),
     }];
-    if let Some(linear) = &settings.linear {
+    if let (Some(linear), Some(lr_argmax)) = (&settings.linear, lr_argmax) {
+        let regression = format!(
+            "{} epochs, learning rate {}, inquiry weight {}, source balance {}, 2^{} buckets",
+            linear.epochs,
+            linear.learning_rate,
+            linear.inquiry_weight,
+            linear.source_balance,
+            settings.features.dimension_bits
+        );
+        algorithms.push(AlgorithmFigures {
+            algorithm: "sparse softmax regression alone (averaged SGD, linfa Fit)".into(),
+            settings: regression.clone(),
+            train_examples: (train_set.len() + feedback.len()) as u64,
+            fit_seconds: linear_seconds,
+            model_only: lr_argmax,
+        });
         let mut argmax = Evaluator::new();
         for s in &scored {
             argmax.add_verdict(s.corpus, s.label, s.model.predicted());
         }
+        let nb_blend = model.linear().map_or(0.0, |l| l.nb_blend);
         algorithms.push(AlgorithmFigures {
             algorithm: crate::model::ALGORITHM.into(),
-            settings: format!(
-                "{} epochs, learning rate {}, inquiry weight {}, 2^{} buckets",
-                linear.epochs, linear.learning_rate, linear.inquiry_weight, settings.features.dimension_bits
-            ),
+            settings: format!("{regression}; Naive Bayes blend {nb_blend}"),
             train_examples: (train_set.len() + feedback.len()) as u64,
-            fit_seconds: linear_seconds,
+            fit_seconds: linear_seconds + fit_seconds,
             model_only: argmax.summary(),
         });
     }
@@ -264,7 +317,13 @@ pub fn train(
         feedback_examples: feedback.len() as u64,
         calibration,
         validation: Some(figures.clone()),
-        alternatives: algorithms.iter().filter(|a| a.algorithm != model.algorithm()).cloned().collect(),
+        // Fit times are not saved (see `AlgorithmFigures::fit_seconds`): zero here too, so a loaded model's
+        // metadata equals the trained one's.
+        alternatives: algorithms
+            .iter()
+            .filter(|a| a.algorithm != model.algorithm())
+            .map(|a| AlgorithmFigures { fit_seconds: 0.0, ..a.clone() })
+            .collect(),
         notes: "train_examples counts feedback examples FEEDBACK_WEIGHT times; validation is the fixed 20% hash \
                 split of the corpora (see crates/leadsift-model/README.md)"
             .into(),
@@ -521,6 +580,13 @@ pub(crate) fn validation_figures(
     }
 }
 
+/// The Naive Bayes weights in the ensemble `train` tries (see [`crate::linear::LinearModel::nb_blend`]).
+pub const NB_BLENDS: [f64; 5] = [0.0, 0.05, 0.1, 0.2, 0.4];
+
+/// What `calibrate` maximises: (within the false-positive budget, −false
+/// positives if not, macro F1, −inquiries junked).
+pub(crate) type CalibrationKey = (bool, std::cmp::Reverse<u64>, f64, std::cmp::Reverse<u64>);
+
 /// The weight grid `calibrate` searches.
 pub const CALIBRATION_WEIGHTS: [f64; 12] = [0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0];
 /// The length exponents `calibrate` searches (0: raw log-odds; 0.5: scaled by √(100/length)).
@@ -541,7 +607,7 @@ pub(crate) fn calibrate(
     policy: &ScoringPolicy,
     max_fp_rate: f64,
     progress: &mut dyn FnMut(TrainProgress),
-) -> Calibration {
+) -> (Calibration, CalibrationKey) {
     let mut rules_only = Evaluator::new();
     for s in scored {
         rules_only.add_verdict(s.corpus, s.label, verdict_of(policy, Some(&s.rules), None));
@@ -549,8 +615,7 @@ pub(crate) fn calibrate(
     let rules_summary = rules_only.summary();
     let allowed_fp = rules_summary.ham_as_spam.max((max_fp_rate * rules_summary.ham_total as f64).floor() as u64);
     let total = (CALIBRATION_WEIGHTS.len() * CALIBRATION_LENGTH_EXPONENTS.len() * CALIBRATION_BIASES.len()) as u64;
-    // Key: (within the rules' false positives, -false positives if not, macro F1, -inquiries junked).
-    type Key = (bool, std::cmp::Reverse<u64>, f64, std::cmp::Reverse<u64>);
+    type Key = CalibrationKey;
     let mut best: Option<(Calibration, Key)> = None;
     let mut done = 0;
     for &length_exponent in &CALIBRATION_LENGTH_EXPONENTS {
@@ -590,7 +655,9 @@ pub(crate) fn calibrate(
             }
         }
     }
-    best.map_or_else(Calibration::default, |(calibration, _)| calibration)
+    best.unwrap_or_else(|| {
+        (Calibration::default(), (false, std::cmp::Reverse(u64::MAX), 0.0, std::cmp::Reverse(u64::MAX)))
+    })
 }
 
 /// Validation figures of `model` (with its own calibration) on the corpus's
@@ -751,7 +818,7 @@ pub(crate) mod tests {
         let outcome =
             train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         assert!(outcome.model.linear().is_some());
-        assert_eq!(outcome.algorithms.len(), 2, "Naive Bayes and the logistic regression both reported");
+        assert_eq!(outcome.algorithms.len(), 3, "Naive Bayes, the regression and their blend reported");
         let probe = message(Channel::Messenger, None, "Казино бонус, заработок без вложений 💰");
         assert_ne!(outcome.model.scores(&probe), outcome.model.nb_scores(&probe));
         assert_eq!(outcome.model.scores(&probe).predicted(), Verdict::Spam);
