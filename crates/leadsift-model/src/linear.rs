@@ -206,9 +206,9 @@ impl LinearModel {
         }
         // The strongest competitor: a junk class, or inquiry (logit 0) when the label is junk.
         let mut rival: (Option<usize>, f64) = (None, if own.is_some() { 0.0 } else { f64::NEG_INFINITY });
-        for k in 0..4 {
+        for (k, sum) in sums.iter().enumerate() {
             if self.active[k] && Some(k) != own {
-                let z = self.bias[k] + sums[k] * value;
+                let z = self.bias[k] + sum * value;
                 if z > rival.1 {
                     rival = (Some(k), z);
                 }
@@ -231,9 +231,9 @@ impl LinearModel {
         let z = self.log_odds(features);
         let own = class_slot(label).map_or(0.0, |k| z[k]);
         let mut best_other: f64 = if label == Verdict::Inquiry { f64::NEG_INFINITY } else { 0.0 };
-        for k in 0..4 {
+        for (k, z) in z.iter().enumerate() {
             if self.active[k] && Some(k) != class_slot(label) {
-                best_other = best_other.max(z[k]);
+                best_other = best_other.max(*z);
             }
         }
         own - best_other
@@ -431,9 +431,9 @@ impl Fit<SparseRows, Vec<Verdict>, ModelError> for LinearSettings {
             .zip(&u)
             .map(|(w, u)| std::array::from_fn(|k| quantise(if uses_average { w[k] - u[k] / steps } else { w[k] })))
             .collect();
-        for k in 0..4 {
-            let value = if uses_average { model.bias[k] - bias_u[k] / steps } else { model.bias[k] };
-            model.bias[k] = (value / WEIGHT_QUANTUM).round() * WEIGHT_QUANTUM;
+        for (bias, u) in model.bias.iter_mut().zip(&bias_u) {
+            let value = if uses_average { *bias - u / steps } else { *bias };
+            *bias = (value / WEIGHT_QUANTUM).round() * WEIGHT_QUANTUM;
         }
         Ok(model)
     }

@@ -343,6 +343,14 @@ struct Scratch {
     found: Vec<(u32, u32)>,
 }
 
+fn sum_found<const W: usize>(rows: &[[i16; W]], found: &[(u32, u32)]) -> (Vec<i64>, u64) {
+    let mut acc = Accumulator::<W>::new();
+    for &(bucket, count) in found {
+        acc.add(&rows[bucket as usize], count);
+    }
+    acc.finish()
+}
+
 fn sum_sparse<const W: usize>(rows: &[[i16; W]], features: &SparseFeatures) -> (Vec<i64>, u64) {
     let mut acc = Accumulator::<W>::new();
     for (bucket, count) in features.iter() {
@@ -588,6 +596,33 @@ impl Model {
     /// the model has one, else Naive Bayes'.
     pub fn scores(&self, message: &Message) -> ModelScores {
         let Some(linear) = &self.linear else { return self.nb_scores(message) };
+        // One tokenisation for both halves of the blend: with binary features the
+        // distinct buckets are exactly what Naive Bayes sums too.
+        let binary = self.featurizer.settings().binary;
+        if linear.nb_blend > 0.0 && !binary {
+            let scores = self.linear_scores(linear, message, |_| ());
+            return blend(scores, &self.nb_scores(message), linear.nb_blend);
+        }
+        let mut nb = None;
+        let scores = self.linear_scores(linear, message, |found| {
+            if linear.nb_blend > 0.0 {
+                let table = self.table();
+                let (sums, total) = match &table.rows {
+                    Rows::Narrow(rows) => sum_found(rows, found),
+                    Rows::Wide(rows) => sum_found(rows, found),
+                };
+                let jll = table.joint_log_likelihood(&sums);
+                nb = Some(ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: total });
+            }
+        });
+        match nb {
+            Some(nb) => blend(scores, &nb, linear.nb_blend),
+            None => scores,
+        }
+    }
+
+    /// The regression's scores of a message; `also` sees its distinct buckets before they are cleared.
+    fn linear_scores(&self, linear: &LinearModel, message: &Message, also: impl FnOnce(&[(u32, u32)])) -> ModelScores {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
         }
@@ -598,11 +633,11 @@ impl Model {
             }
             distinct_buckets(&self.featurizer, message, scratch);
             let out = linear.log_odds_of_buckets(scratch.found.iter().map(|&(b, _)| b));
+            also(&scratch.found);
             scratch.found.clear();
             out
         });
-        let scores = ModelScores { log_odds, active: linear.active, feature_total: n };
-        if linear.nb_blend > 0.0 { blend(scores, &self.nb_scores(message), linear.nb_blend) } else { scores }
+        ModelScores { log_odds, active: linear.active, feature_total: n }
     }
 
     /// Naive Bayes log-odds of one message, summed from the hashed feature stream
@@ -700,9 +735,9 @@ impl Model {
             let mut linear = current.clone();
             // A class that just reached MIN_CLASS_EXAMPLES joins the softmax
             // as unlikely a priori; its labels then teach it its words.
-            for k in 0..4 {
-                if active[k] && !linear.active[k] {
-                    linear.bias[k] = -crate::linear::FEEDBACK_MARGIN;
+            for ((now, before), bias) in active.iter().zip(&linear.active).zip(&mut linear.bias) {
+                if *now && !*before {
+                    *bias = -crate::linear::FEEDBACK_MARGIN;
                 }
             }
             linear.active = active;
