@@ -1,12 +1,14 @@
-//! The trained model: Multinomial Naive Bayes sufficient statistics (per
-//! class message counts and hashed feature counts, exactly what linfa's
-//! `MultinomialNb` accumulates in `fit_with`), the feature settings, and the
-//! calibration that turns its log-odds into rule-compatible scores.
+//! The trained model: the sparse softmax regression that scores
+//! ([`crate::linear::LinearModel`]), Multinomial Naive Bayes sufficient
+//! statistics beside it (per component message counts and hashed feature
+//! counts, exactly what linfa's `MultinomialNb` accumulates in `fit_with`)
+//! blended in with a small weight, the feature settings, and the calibration
+//! that turns the log-odds into rule-compatible scores.
 //!
-//! Scoring never builds linfa's dense `1 × dim` row: at load the counts are
-//! turned into one `[f32; 4]` per bucket holding `ln p(feature | class) −
-//! ln p(feature | inquiry)` for the four junk classes, and a message's
-//! features are summed straight from the hashed stream.
+//! Scoring never builds linfa's dense `1 × dim` row: the message's distinct
+//! hashed buckets are collected once, and the regression's f32 row and the
+//! Naive Bayes i16 row of each (centred `ln p(feature | component)`) are
+//! summed.
 
 use std::io::{Read, Write};
 use std::path::Path;

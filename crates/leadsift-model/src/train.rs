@@ -1,12 +1,15 @@
-//! Training: linfa `MultinomialNb` fitted with `FitWith` on dense
-//! mini-batches of hashed features, then calibrated against the rules on
-//! the validation split. Optionally a linfa multinomial logistic regression
-//! is fitted on the same split for comparison.
+//! Training: linfa `MultinomialNb` statistics from sparse sums (or `FitWith`
+//! on dense mini-batches as a cross-check), then the sparse softmax
+//! regression ([`crate::linear`], a linfa `Fit` over the sparse rows), then
+//! the Naive Bayes blend and the calibration against the rules, both chosen
+//! on the validation split. Optionally a linfa multinomial logistic
+//! regression on dense columns is fitted on the same split for comparison.
 //!
-//! Memory is bounded by the batch: `batch_size × 2^dimension_bits` f64
-//! (64 × 2^18 × 8 B = 128 MiB, plus linfa's per-class copy of it), never by
-//! the corpus, because features are computed per batch and only the counts
-//! are kept.
+//! Memory: the regression keeps every training message's distinct buckets
+//! (8 bytes each) plus two f64 tables of `2^dimension_bits × 4`; with the
+//! parsed corpora the whole run peaks at 332 MB on the shared corpora;
+//! the `FitWith` engine is bounded by its batch, `batch_size ×
+//! 2^dimension_bits` f64, plus linfa's per-class copy of it.
 //!
 //! linfa-bayes 0.8.1 leaves a `dbg!` in `MultinomialNb::fit_with` that
 //! prints every class histogram to stderr on each call. Every `fit_with`
