@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p leadsift-model --example train -- \
-//!     --out models/default [--bits 18] [--alpha 0.1] [--batch 64] [--compare-logistic] [CORPUS...]
+//!     --out models/default [--bits 18] [--alpha 0.1] [--batch 64] [--compare-logistic] \
+//!     [--nb-only | --epochs N --lr RATE --inquiry-weight W] [--ascii-char-ngrams] [CORPUS...]
 //! ```
 //! Without CORPUS arguments every known folder under `../shared/corpora` is used.
 
@@ -38,6 +39,12 @@ fn main() -> anyhow::Result<()> {
             "--name" => settings.name = value()?,
             "--max-fp" => settings.max_ham_spam_fp_rate = value()?.parse()?,
             "--compare-logistic" => settings.compare_logistic = true,
+            "--nb-only" => settings.linear = None,
+            "--epochs" => settings.linear.get_or_insert_default().epochs = value()?.parse()?,
+            "--lr" => settings.linear.get_or_insert_default().learning_rate = value()?.parse()?,
+            "--inquiry-weight" => settings.linear.get_or_insert_default().inquiry_weight = value()?.parse()?,
+            "--source-balance" => settings.linear.get_or_insert_default().source_balance = value()?.parse()?,
+            "--ascii-char-ngrams" => settings.features.char_ngrams_non_ascii_only = false,
             "--linfa-fit-with" => settings.engine = leadsift_model::FitEngine::LinfaFitWith,
             other => corpora.push(PathBuf::from(other)),
         }

@@ -1,12 +1,14 @@
-//! The trained model: Multinomial Naive Bayes sufficient statistics (per
-//! class message counts and hashed feature counts, exactly what linfa's
-//! `MultinomialNb` accumulates in `fit_with`), the feature settings, and the
-//! calibration that turns its log-odds into rule-compatible scores.
+//! The trained model: the sparse softmax regression that scores
+//! ([`crate::linear::LinearModel`]), Multinomial Naive Bayes sufficient
+//! statistics beside it (per component message counts and hashed feature
+//! counts, exactly what linfa's `MultinomialNb` accumulates in `fit_with`)
+//! blended in with a small weight, the feature settings, and the calibration
+//! that turns the log-odds into rule-compatible scores.
 //!
-//! Scoring never builds linfa's dense `1 × dim` row: at load the counts are
-//! turned into one `[f32; 4]` per bucket holding `ln p(feature | class) −
-//! ln p(feature | inquiry)` for the four junk classes, and a message's
-//! features are summed straight from the hashed stream.
+//! Scoring never builds linfa's dense `1 × dim` row: the message's distinct
+//! hashed buckets are collected once, and the regression's f32 row and the
+//! Naive Bayes i16 row of each (centred `ln p(feature | component)`) are
+//! summed.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::features::{FeatureSettings, Featurizer, SparseFeatures};
+use crate::linear::LinearModel;
 
 /// Version of the `model.json.gz` layout this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -161,6 +164,22 @@ struct ModelFile {
     calibration: Calibration,
     alpha: f64,
     components: Vec<StoredComponent>,
+    /// The logistic regression that scores, when the model has one (Naive
+    /// Bayes scores otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    linear: Option<StoredLinear>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredLinear {
+    bias: [f64; 4],
+    active: [bool; 4],
+    #[serde(default)]
+    nb_blend: f64,
+    /// Per [`SCORED_CLASSES`] entry, the nonzero weights as (gap, weight in
+    /// [`crate::linear::WEIGHT_QUANTUM`] units) pairs, flattened.
+    columns: Vec<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,7 +224,13 @@ pub struct Model {
     counts: NbCounts,
     calibration: Calibration,
     metadata: Option<ModelMetadata>,
-    table: ScoringTable,
+    /// The Naive Bayes scoring table. Built at load when scoring uses it (no
+    /// regression, or a Naive Bayes blend), on first use otherwise (a
+    /// regression-only model needs it for feedback and comparisons only).
+    table: OnceLock<ScoringTable>,
+    /// When present, the scorer (see [`crate::linear`]); the Naive Bayes
+    /// counts are kept beside it: blended in with `nb_blend`, updated by feedback.
+    linear: Option<LinearModel>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -293,12 +318,39 @@ fn stream<const W: usize>(
     acc.finish()
 }
 
+/// The message's distinct buckets into `scratch.found` (count 1), for the linear model.
+fn distinct_buckets(featurizer: &Featurizer, message: &Message, scratch: &mut Scratch) {
+    let Scratch { seen, touched, found } = scratch;
+    featurizer.for_each(message, &mut |bucket, _| {
+        let (word, bit) = (bucket as usize / 64, 1u64 << (bucket % 64));
+        if seen[word] & bit != 0 {
+            return;
+        }
+        if seen[word] == 0 {
+            touched.push(bucket / 64);
+        }
+        seen[word] |= bit;
+        found.push((bucket, 1));
+    });
+    for word in touched.drain(..) {
+        seen[word as usize] = 0;
+    }
+}
+
 /// Per-thread buffers of [`stream`], reused across messages.
 #[derive(Debug, Default)]
 struct Scratch {
     seen: Vec<u64>,
     touched: Vec<u32>,
     found: Vec<(u32, u32)>,
+}
+
+fn sum_found<const W: usize>(rows: &[[i16; W]], found: &[(u32, u32)]) -> (Vec<i64>, u64) {
+    let mut acc = Accumulator::<W>::new();
+    for &(bucket, count) in found {
+        acc.add(&rows[bucket as usize], count);
+    }
+    acc.finish()
 }
 
 fn sum_sparse<const W: usize>(rows: &[[i16; W]], features: &SparseFeatures) -> (Vec<i64>, u64) {
@@ -326,16 +378,21 @@ struct ScoringTable {
     active: [bool; 4],
 }
 
+/// Which of [`SCORED_CLASSES`] have [`MIN_CLASS_EXAMPLES`] distinct examples
+/// (and inquiry too): the classes the model may argue for.
+pub fn active_classes(counts: &NbCounts) -> [bool; 4] {
+    let class_active = |class: Verdict| counts.class_examples(class) >= MIN_CLASS_EXAMPLES;
+    let inquiry_active = class_active(Verdict::Inquiry);
+    std::array::from_fn(|k| inquiry_active && class_active(SCORED_CLASSES[k]))
+}
+
 impl ScoringTable {
     fn build(counts: &NbCounts) -> Self {
         let k = counts.components.len().min(MAX_COMPONENTS);
         let dimension = counts.dimension;
         let class_active = |class: Verdict| counts.class_examples(class) >= MIN_CLASS_EXAMPLES;
         let inquiry_active = class_active(Verdict::Inquiry);
-        let mut active = [false; 4];
-        for (slot, class) in active.iter_mut().zip(SCORED_CLASSES) {
-            *slot = inquiry_active && class_active(class);
-        }
+        let active = active_classes(counts);
         let usable: Vec<bool> = counts.components[..k]
             .iter()
             .map(|c| c.count > 0 && (c.class == Verdict::Inquiry || class_active(c.class)) && inquiry_active)
@@ -475,7 +532,7 @@ impl Model {
         if counts.alpha.is_nan() || counts.alpha <= 0.0 {
             return Err(ModelError::Invalid(format!("smoothing alpha must be positive, got {}", counts.alpha)));
         }
-        let table = ScoringTable::build(&counts);
+        let table = OnceLock::new();
         Ok(Model {
             name: name.to_owned(),
             featurizer: Featurizer::new(features),
@@ -483,7 +540,30 @@ impl Model {
             calibration,
             metadata: None,
             table,
+            linear: None,
         })
+    }
+
+    /// Sets the logistic regression that scores this model (its dimension must match).
+    pub fn set_linear(&mut self, linear: LinearModel) -> Result<(), ModelError> {
+        if linear.dimension() != self.counts.dimension {
+            return Err(ModelError::Invalid("linear weights do not match the feature dimension".into()));
+        }
+        self.linear = Some(linear);
+        Ok(())
+    }
+
+    fn table(&self) -> &ScoringTable {
+        self.table.get_or_init(|| ScoringTable::build(&self.counts))
+    }
+
+    pub fn linear(&self) -> Option<&LinearModel> {
+        self.linear.as_ref()
+    }
+
+    /// What scores: [`ALGORITHM`] or [`NB_ALGORITHM`].
+    pub fn algorithm(&self) -> &'static str {
+        if self.linear.is_some() { ALGORITHM } else { NB_ALGORITHM }
     }
 
     pub fn name(&self) -> &str {
@@ -514,8 +594,57 @@ impl Model {
         self.metadata = Some(metadata);
     }
 
-    /// Naive Bayes log-odds of one message, summed from the hashed feature stream.
+    /// The model's log-odds of one message: the logistic regression's when
+    /// the model has one, else Naive Bayes'.
     pub fn scores(&self, message: &Message) -> ModelScores {
+        let Some(linear) = &self.linear else { return self.nb_scores(message) };
+        // One tokenisation for both halves of the blend: with binary features the
+        // distinct buckets are exactly what Naive Bayes sums too.
+        let binary = self.featurizer.settings().binary;
+        if linear.nb_blend > 0.0 && !binary {
+            let scores = self.linear_scores(linear, message, |_| ());
+            return blend(scores, &self.nb_scores(message), linear.nb_blend);
+        }
+        let mut nb = None;
+        let scores = self.linear_scores(linear, message, |found| {
+            if linear.nb_blend > 0.0 {
+                let table = self.table();
+                let (sums, total) = match &table.rows {
+                    Rows::Narrow(rows) => sum_found(rows, found),
+                    Rows::Wide(rows) => sum_found(rows, found),
+                };
+                let jll = table.joint_log_likelihood(&sums);
+                nb = Some(ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: total });
+            }
+        });
+        match nb {
+            Some(nb) => blend(scores, &nb, linear.nb_blend),
+            None => scores,
+        }
+    }
+
+    /// The regression's scores of a message; `also` sees its distinct buckets before they are cleared.
+    fn linear_scores(&self, linear: &LinearModel, message: &Message, also: impl FnOnce(&[(u32, u32)])) -> ModelScores {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        }
+        let words = self.counts.dimension.div_ceil(64);
+        let (log_odds, n) = SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.seen.len() != words {
+                scratch.seen = vec![0u64; words];
+            }
+            distinct_buckets(&self.featurizer, message, scratch);
+            let out = linear.log_odds_of_buckets(scratch.found.iter().map(|&(b, _)| b));
+            also(&scratch.found);
+            scratch.found.clear();
+            out
+        });
+        ModelScores { log_odds, active: linear.active, feature_total: n }
+    }
+
+    /// Naive Bayes log-odds of one message, summed from the hashed feature stream
+    /// (what scores when the model has no logistic regression).
+    pub fn nb_scores(&self, message: &Message) -> ModelScores {
         // Binary features: a per-thread bitset drops repeats without collecting
         // and sorting; only the words touched are cleared afterwards.
         thread_local! {
@@ -526,30 +655,48 @@ impl Model {
             if scratch.seen.len() != words {
                 scratch.seen = vec![0u64; words];
             }
-            match &self.table.rows {
+            match &self.table().rows {
                 Rows::Narrow(rows) => stream(rows, &self.featurizer, message, scratch),
                 Rows::Wide(rows) => stream(rows, &self.featurizer, message, scratch),
             }
         });
-        let jll = self.table.joint_log_likelihood(&sums);
-        ModelScores { log_odds: self.table.log_odds(&jll), active: self.table.active, feature_total: total }
+        let table = self.table();
+        let jll = table.joint_log_likelihood(&sums);
+        ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: total }
     }
 
     /// Joint log-likelihood of every component (prior included, up to a
     /// per-message constant), from aggregated features: linfa's
     /// `joint_log_likelihood`, whose argmax is linfa's `predict`.
     pub fn component_scores(&self, features: &SparseFeatures) -> Vec<f64> {
-        let (sums, _) = match &self.table.rows {
+        let (sums, _) = match &self.table().rows {
             Rows::Narrow(rows) => sum_sparse(rows, features),
             Rows::Wide(rows) => sum_sparse(rows, features),
         };
-        self.table.joint_log_likelihood(&sums)
+        self.table().joint_log_likelihood(&sums)
     }
 
     /// Log-odds from already aggregated features (used in training and tests).
     pub fn scores_sparse(&self, features: &SparseFeatures) -> ModelScores {
+        if let Some(linear) = &self.linear {
+            let distinct = features.indices.len() as u64;
+            let scores =
+                ModelScores { log_odds: linear.log_odds(features), active: linear.active, feature_total: distinct };
+            if linear.nb_blend > 0.0 {
+                let jll = self.component_scores(features);
+                let table = self.table();
+                let nb = ModelScores {
+                    log_odds: table.log_odds(&jll),
+                    active: table.active,
+                    feature_total: features.total(),
+                };
+                return blend(scores, &nb, linear.nb_blend);
+            }
+            return scores;
+        }
         let jll = self.component_scores(features);
-        ModelScores { log_odds: self.table.log_odds(&jll), active: self.table.active, feature_total: features.total() }
+        let table = self.table();
+        ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: features.total() }
     }
 
     /// The model's contribution to a verdict: one [`Reason`] per scored class
@@ -565,6 +712,7 @@ impl Model {
     /// caller can validate the candidate and keep the old one.
     pub fn updated(&self, labelled: &[(Message, Verdict)], times: u64) -> Model {
         let mut counts = self.counts.clone();
+        let mut learned = Vec::new();
         for (message, class) in labelled {
             let features = self.featurizer.features(message);
             // Join the class's component the message is most like: a new tiny
@@ -573,16 +721,32 @@ impl Model {
             // component yet (non_target) gets a `<class>:feedback` one.
             let jll = self.component_scores(&features);
             let nearest = (0..jll.len().min(self.counts.components.len()))
-                .filter(|&j| self.counts.components[j].class == *class && self.table.usable.get(j) == Some(&true))
+                .filter(|&j| self.counts.components[j].class == *class && self.table().usable.get(j) == Some(&true))
                 .max_by(|&a, &b| jll[a].total_cmp(&jll[b]));
             let component = match nearest {
                 Some(j) => counts.component(&self.counts.components[j].name.clone(), *class),
                 None => counts.component(&component_name(*class, FEEDBACK_SOURCE), *class),
             };
             counts.add(component, &features, times);
+            if self.linear.is_some() {
+                learned.push((features, *class));
+            }
         }
-        let table = ScoringTable::build(&counts);
-        Model { counts, table, metadata: self.metadata.clone(), ..self.clone() }
+        let active = active_classes(&counts);
+        let linear = self.linear.as_ref().map(|current| {
+            let mut linear = current.clone();
+            // A class that just reached MIN_CLASS_EXAMPLES joins the softmax
+            // as unlikely a priori; its labels then teach it its words.
+            for ((now, before), bias) in active.iter().zip(&linear.active).zip(&mut linear.bias) {
+                if *now && !*before {
+                    *bias = -crate::linear::FEEDBACK_MARGIN;
+                }
+            }
+            linear.active = active;
+            linear.learn(&learned, times);
+            linear
+        });
+        Model { counts, table: OnceLock::new(), linear, metadata: self.metadata.clone(), ..self.clone() }
     }
 
     /// Writes `model.json.gz` (byte-identical for identical models: gzip
@@ -609,7 +773,7 @@ impl Model {
         let file = ModelFile {
             format: FORMAT_VERSION,
             name: self.name.clone(),
-            algorithm: ALGORITHM.to_owned(),
+            algorithm: self.algorithm().to_owned(),
             features: *self.featurizer.settings(),
             calibration: self.calibration,
             alpha: self.counts.alpha,
@@ -625,6 +789,12 @@ impl Model {
                     features: encode_sparse(&c.features),
                 })
                 .collect(),
+            linear: self.linear.as_ref().map(|l| StoredLinear {
+                bias: l.bias,
+                active: l.active,
+                nb_blend: l.nb_blend,
+                columns: (0..4).map(|k| l.encode_column(k)).collect(),
+            }),
         };
         let json = serde_json::to_vec(&file).map_err(|e| ModelError::Invalid(e.to_string()))?;
         let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
@@ -664,6 +834,21 @@ impl Model {
         }
         let counts = NbCounts { alpha: file.alpha, dimension, components };
         let mut loaded = Model::from_counts(&file.name, file.features, counts, file.calibration)?;
+        if let Some(stored) = file.linear {
+            if stored.columns.len() != 4 {
+                return Err(ModelError::Invalid("linear weights need one column per scored class".into()));
+            }
+            let mut linear = LinearModel::zeros(dimension, stored.active);
+            linear.bias = stored.bias;
+            linear.nb_blend = stored.nb_blend;
+            for (k, column) in stored.columns.iter().enumerate() {
+                linear.decode_column(k, column)?;
+            }
+            loaded.linear = Some(linear);
+        }
+        if loaded.linear.as_ref().is_none_or(|l| l.nb_blend > 0.0) {
+            loaded.table();
+        }
         if let Some(bytes) = metadata {
             loaded.metadata =
                 Some(serde_json::from_slice(bytes).map_err(|e| ModelError::Invalid(format!("{METADATA_FILE}: {e}")))?);
@@ -694,9 +879,25 @@ impl Model {
     }
 }
 
-/// What the `algorithm` field of a saved model says.
-pub const ALGORITHM: &str =
+/// What the `algorithm` field of a saved model with a logistic regression says.
+pub const ALGORITHM: &str = "sparse softmax regression (averaged SGD, linfa Fit) over binary hashed features, \
+     blended with linfa-bayes MultinomialNb log-odds";
+/// What the `algorithm` field of a Naive Bayes-only model says.
+pub const NB_ALGORITHM: &str =
     "linfa-bayes MultinomialNb, one label per (class, source) mixture component, binary hashed features";
+
+/// The ensemble of the regression's log-odds and Naive Bayes' (scaled to a
+/// 100-feature message, as Naive Bayes log-odds grow with length).
+pub(crate) fn blend(linear: ModelScores, nb: &ModelScores, weight: f64) -> ModelScores {
+    let length = (nb.feature_total.max(1) as f64 / 100.0).sqrt();
+    let mut out = linear;
+    for k in 0..4 {
+        if out.active[k] && nb.active[k] {
+            out.log_odds[k] += weight * nb.log_odds[k] / length;
+        }
+    }
+    out
+}
 
 /// The source name of feedback components (`spam:feedback`).
 pub const FEEDBACK_SOURCE: &str = "feedback";

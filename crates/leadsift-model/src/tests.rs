@@ -26,6 +26,8 @@ fn save_and_load_round_trip_byte_identical() {
     assert_eq!(loaded.counts(), model.counts());
     assert_eq!(loaded.calibration(), model.calibration());
     assert_eq!(loaded.metadata(), model.metadata());
+    assert!(model.linear().is_some());
+    assert_eq!(loaded.linear(), model.linear());
     let again = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     loaded.save(again.path()).unwrap_or_else(|e| panic!("{e}"));
     for file in [model::MODEL_FILE, model::METADATA_FILE] {
@@ -67,6 +69,8 @@ fn feedback_changes_the_verdict_of_a_near_duplicate() {
         .unwrap_or_else(|e| panic!("{e}"))
         .model;
     assert_eq!(refit.counts(), updated.counts());
+    assert!(updated.linear().is_some());
+    assert_eq!(refit.linear(), updated.linear());
 }
 
 #[test]
@@ -115,6 +119,8 @@ fn the_builtin_model_loads_and_classifies() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     let metadata = model.metadata().unwrap_or_else(|| panic!("the built-in model has metadata"));
     assert!(metadata.validation.is_some());
+    assert!(model.linear().is_some(), "the shipped model scores with its logistic regression");
+    assert_eq!(metadata.algorithm, model.algorithm());
     let classifier = CombinedClassifier::new(RuleSet::builtin(), Arc::new(model.clone()));
     for (channel, text) in [
         (Channel::Email, ""),

@@ -1,12 +1,15 @@
-//! Training: linfa `MultinomialNb` fitted with `FitWith` on dense
-//! mini-batches of hashed features, then calibrated against the rules on
-//! the validation split. Optionally a linfa multinomial logistic regression
-//! is fitted on the same split for comparison.
+//! Training: linfa `MultinomialNb` statistics from sparse sums (or `FitWith`
+//! on dense mini-batches as a cross-check), then the sparse softmax
+//! regression ([`crate::linear`], a linfa `Fit` over the sparse rows), then
+//! the Naive Bayes blend and the calibration against the rules, both chosen
+//! on the validation split. Optionally a linfa multinomial logistic
+//! regression on dense columns is fitted on the same split for comparison.
 //!
-//! Memory is bounded by the batch: `batch_size × 2^dimension_bits` f64
-//! (64 × 2^18 × 8 B = 128 MiB, plus linfa's per-class copy of it), never by
-//! the corpus, because features are computed per batch and only the counts
-//! are kept.
+//! Memory: the regression keeps every training message's distinct buckets
+//! (8 bytes each) plus two f64 tables of `2^dimension_bits × 4`; with the
+//! parsed corpora the whole run peaks at 332 MB on the shared corpora;
+//! the `FitWith` engine is bounded by its batch, `batch_size ×
+//! 2^dimension_bits` f64, plus linfa's per-class copy of it.
 //!
 //! linfa-bayes 0.8.1 leaves a `dbg!` in `MultinomialNb::fit_with` that
 //! prints every class histogram to stderr on each call. Every `fit_with`
@@ -21,7 +24,7 @@ use std::time::Instant;
 use leadsift_core::{Evidence, Message, ScoringPolicy, SenderStanding, Verdict};
 use linfa::DatasetBase;
 use linfa::ParamGuard;
-use linfa::traits::{FitWith, Predict};
+use linfa::traits::{Fit, FitWith, Predict};
 use linfa_bayes::{MultinomialNb, MultinomialNbParams};
 use ndarray::{Array1, Array2, Axis, Slice};
 use serde::{Deserialize, Serialize};
@@ -31,8 +34,9 @@ use crate::combined::EvidenceSource;
 use crate::corpora::{Corpus, LabelledMessage};
 use crate::eval::{EvalSummary, Evaluator, ValidationFigures};
 use crate::features::{FeatureSettings, Featurizer, SparseFeatures};
+use crate::linear::{LinearSettings, SparseRows};
 use crate::model::{
-    ALGORITHM, Calibration, Model, ModelMetadata, ModelScores, NbCounts, component_name, evidence_from_scores,
+    Calibration, Model, ModelMetadata, ModelScores, NB_ALGORITHM, NbCounts, component_name, evidence_from_scores,
 };
 
 /// The false-positive budget of the calibration: the issue's bar (0.15 %).
@@ -63,6 +67,9 @@ pub struct TrainSettings {
     /// ham→spam false-positive rate, or the rules' own rate if that is
     /// higher. `0.0` means "never more false positives than the rules alone".
     pub max_ham_spam_fp_rate: f64,
+    /// The logistic regression that scores (see [`crate::linear`]); `None`
+    /// leaves Naive Bayes scoring, as models before it did.
+    pub linear: Option<LinearSettings>,
 }
 
 /// Two ways to the same `MultinomialNb`.
@@ -90,6 +97,7 @@ impl Default for TrainSettings {
             compare_logistic: false,
             engine: FitEngine::SparseCounts,
             max_ham_spam_fp_rate: DEFAULT_MAX_HAM_SPAM_FP_RATE,
+            linear: Some(LinearSettings::default()),
         }
     }
 }
@@ -120,6 +128,9 @@ pub struct AlgorithmFigures {
     pub algorithm: String,
     pub settings: String,
     pub train_examples: u64,
+    /// Wall-clock fit time; not saved, so `metadata.json` is byte-identical
+    /// run to run (with `SOURCE_DATE_EPOCH` fixing `trained_at`).
+    #[serde(skip)]
     pub fit_seconds: f64,
     pub model_only: EvalSummary,
 }
@@ -164,14 +175,45 @@ pub fn train(
     let counts = fit_naive_bayes(&featurizer, settings, &rows, progress)?;
     let fit_seconds = started.elapsed().as_secs_f64();
     let mut model = Model::from_counts(&settings.name, settings.features, counts, Calibration::default())?;
+    let mut linear_seconds = 0.0;
+    if let Some(linear_settings) = &settings.linear {
+        let started = Instant::now();
+        let total = train_set.len() as u64;
+        let mut records =
+            SparseRows { rows: Vec::with_capacity(train_set.len()), dimension: settings.features.dimension() };
+        for (done, example) in train_set.iter().enumerate() {
+            let mut features = featurizer.features(&example.message);
+            features.counts.iter_mut().for_each(|c| *c = 1);
+            records.rows.push(features);
+            if done.is_multiple_of(1024) {
+                progress(TrainProgress { stage: TrainStage::Fitting, done: done as u64, total });
+            }
+        }
+        let targets: Vec<Verdict> = train_set.iter().map(|e| e.class).collect();
+        let mut sizes: BTreeMap<(Verdict, &str), usize> = BTreeMap::new();
+        for example in &train_set {
+            *sizes.entry((example.class, example.corpus.as_str())).or_default() += 1;
+        }
+        let mean = train_set.len() as f64 / sizes.len().max(1) as f64;
+        let weights: Array1<f32> = train_set
+            .iter()
+            .map(|e| (mean / sizes[&(e.class, e.corpus.as_str())] as f64).powf(linear_settings.source_balance) as f32)
+            .collect();
+        let dataset = DatasetBase::new(records, targets).with_weights(weights);
+        model.set_linear(linear_settings.fit(&dataset)?)?;
+        progress(TrainProgress { stage: TrainStage::Fitting, done: total, total });
+        linear_seconds = started.elapsed().as_secs_f64();
+    }
     // Feedback joins the corpus model exactly as an incremental update would.
     if !feedback.is_empty() {
         model = model.updated(feedback, FEEDBACK_WEIGHT);
     }
 
-    // Score the validation split once: rules evidence and model log-odds.
+    // Score the validation split once: rules evidence and model log-odds
+    // (the regression's and Naive Bayes' apart, to choose their blend).
     let total = validation.len() as u64;
     let mut scored = Vec::with_capacity(validation.len());
+    let mut nb_scores = Vec::with_capacity(validation.len());
     for (done, example) in validation.iter().enumerate() {
         scored.push(Scored {
             corpus: &example.corpus,
@@ -179,26 +221,81 @@ pub fn train(
             rules: rules.evidence(&example.message),
             model: model.scores(&example.message),
         });
+        nb_scores.push(model.nb_scores(&example.message));
         if done.is_multiple_of(256) {
             progress(TrainProgress { stage: TrainStage::Validating, done: done as u64, total });
         }
     }
+    let lr_argmax = model.linear().map(|_| {
+        let mut argmax = Evaluator::new();
+        for s in &scored {
+            argmax.add_verdict(s.corpus, s.label, s.model.predicted());
+        }
+        argmax.summary()
+    });
     let policy = rules.scoring();
-    let calibration = calibrate(&scored, &policy, settings.max_ham_spam_fp_rate, progress);
+    let (mut calibration, mut best_key) = calibrate(&scored, &policy, settings.max_ham_spam_fp_rate, progress);
+    if let Some(mut linear) = model.linear().cloned() {
+        let linear_scores: Vec<ModelScores> = scored.iter().map(|s| s.model).collect();
+        let mut best_blend = 0.0;
+        for &weight in &NB_BLENDS[1..] {
+            for (s, (lr, nb)) in scored.iter_mut().zip(linear_scores.iter().zip(&nb_scores)) {
+                s.model = crate::model::blend(*lr, nb, weight);
+            }
+            let (candidate, key) = calibrate(&scored, &policy, settings.max_ham_spam_fp_rate, progress);
+            if key > best_key {
+                (calibration, best_key, best_blend) = (candidate, key, weight);
+            }
+        }
+        for (s, (lr, nb)) in scored.iter_mut().zip(linear_scores.iter().zip(&nb_scores)) {
+            s.model = if best_blend > 0.0 { crate::model::blend(*lr, nb, best_blend) } else { *lr };
+        }
+        linear.nb_blend = best_blend;
+        model.set_linear(linear)?;
+    }
     model.set_calibration(calibration);
     let figures = validation_figures(&scored, &policy, &calibration, model.name());
 
-    let mut argmax = Evaluator::new();
-    for s in &scored {
-        argmax.add_verdict(s.corpus, s.label, s.model.predicted());
+    let mut nb_argmax = Evaluator::new();
+    for (example, nb) in validation.iter().zip(&nb_scores) {
+        nb_argmax.add_verdict(&example.corpus, example.class, nb.predicted());
     }
     let mut algorithms = vec![AlgorithmFigures {
-        algorithm: ALGORITHM.into(),
+        algorithm: NB_ALGORITHM.into(),
         settings: format!("alpha {}, 2^{} buckets", settings.alpha, settings.features.dimension_bits),
         train_examples: (train_set.len() + feedback.len()) as u64,
         fit_seconds,
-        model_only: argmax.summary(),
+        model_only: nb_argmax.summary(),
     }];
+    if let (Some(linear), Some(lr_argmax)) = (&settings.linear, lr_argmax) {
+        let regression = format!(
+            "{} epochs, learning rate {}, inquiry weight {}, source balance {}, 2^{} buckets",
+            linear.epochs,
+            linear.learning_rate,
+            linear.inquiry_weight,
+            linear.source_balance,
+            settings.features.dimension_bits
+        );
+        algorithms.push(AlgorithmFigures {
+            algorithm: "sparse softmax regression alone (averaged SGD, linfa Fit)".into(),
+            settings: regression.clone(),
+            train_examples: (train_set.len() + feedback.len()) as u64,
+            fit_seconds: linear_seconds,
+            model_only: lr_argmax,
+        });
+        let mut argmax = Evaluator::new();
+        for s in &scored {
+            argmax.add_verdict(s.corpus, s.label, s.model.predicted());
+        }
+        let nb_blend = model.linear().map_or(0.0, |l| l.nb_blend);
+        algorithms.push(AlgorithmFigures {
+            algorithm: crate::model::ALGORITHM.into(),
+            settings: format!("{regression}; Naive Bayes blend {nb_blend}"),
+            train_examples: (train_set.len() + feedback.len()) as u64,
+            fit_seconds: linear_seconds + fit_seconds,
+            model_only: argmax.summary(),
+        });
+    }
     if settings.compare_logistic {
         algorithms.push(crate::logistic::compare(&featurizer, &train_set, &validation, settings.seed, progress)?);
     }
@@ -212,7 +309,7 @@ pub fn train(
     }
     model.set_metadata(ModelMetadata {
         name: settings.name.clone(),
-        algorithm: ALGORITHM.into(),
+        algorithm: model.algorithm().into(),
         features: settings.features,
         dimension: settings.features.dimension(),
         alpha: settings.alpha,
@@ -223,7 +320,13 @@ pub fn train(
         feedback_examples: feedback.len() as u64,
         calibration,
         validation: Some(figures.clone()),
-        alternatives: algorithms.iter().skip(1).cloned().collect(),
+        // Fit times are not saved (see `AlgorithmFigures::fit_seconds`): zero here too, so a loaded model's
+        // metadata equals the trained one's.
+        alternatives: algorithms
+            .iter()
+            .filter(|a| a.algorithm != model.algorithm())
+            .map(|a| AlgorithmFigures { fit_seconds: 0.0, ..a.clone() })
+            .collect(),
         notes: "train_examples counts feedback examples FEEDBACK_WEIGHT times; validation is the fixed 20% hash \
                 split of the corpora (see crates/leadsift-model/README.md)"
             .into(),
@@ -480,12 +583,22 @@ pub(crate) fn validation_figures(
     }
 }
 
+/// The Naive Bayes weights in the ensemble `train` tries (see [`crate::linear::LinearModel::nb_blend`]).
+pub const NB_BLENDS: [f64; 5] = [0.0, 0.05, 0.1, 0.2, 0.4];
+
+/// What `calibrate` maximises: (within the false-positive budget, −false
+/// positives if not, macro F1, −inquiries junked).
+pub(crate) type CalibrationKey = (bool, std::cmp::Reverse<u64>, f64, std::cmp::Reverse<u64>);
+
 /// The weight grid `calibrate` searches.
-pub const CALIBRATION_WEIGHTS: [f64; 9] = [0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0];
+pub const CALIBRATION_WEIGHTS: [f64; 12] = [0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0];
 /// The length exponents `calibrate` searches (0: raw log-odds; 0.5: scaled by √(100/length)).
 pub const CALIBRATION_LENGTH_EXPONENTS: [f64; 3] = [0.0, 0.25, 0.5];
 /// The log-odds biases `calibrate` searches.
-pub const CALIBRATION_BIASES: [f64; 11] = [0.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0];
+/// (Small ones for the logistic regression's calibrated-ish log-odds, large
+/// ones for Naive Bayes' overconfident ones.)
+pub const CALIBRATION_BIASES: [f64; 17] =
+    [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0];
 
 /// Picks the calibration on the validation split: among the grid points
 /// whose combined ham→spam false positives stay within the budget (the
@@ -497,7 +610,7 @@ pub(crate) fn calibrate(
     policy: &ScoringPolicy,
     max_fp_rate: f64,
     progress: &mut dyn FnMut(TrainProgress),
-) -> Calibration {
+) -> (Calibration, CalibrationKey) {
     let mut rules_only = Evaluator::new();
     for s in scored {
         rules_only.add_verdict(s.corpus, s.label, verdict_of(policy, Some(&s.rules), None));
@@ -505,8 +618,7 @@ pub(crate) fn calibrate(
     let rules_summary = rules_only.summary();
     let allowed_fp = rules_summary.ham_as_spam.max((max_fp_rate * rules_summary.ham_total as f64).floor() as u64);
     let total = (CALIBRATION_WEIGHTS.len() * CALIBRATION_LENGTH_EXPONENTS.len() * CALIBRATION_BIASES.len()) as u64;
-    // Key: (within the rules' false positives, -false positives if not, macro F1, -inquiries junked).
-    type Key = (bool, std::cmp::Reverse<u64>, f64, std::cmp::Reverse<u64>);
+    type Key = CalibrationKey;
     let mut best: Option<(Calibration, Key)> = None;
     let mut done = 0;
     for &length_exponent in &CALIBRATION_LENGTH_EXPONENTS {
@@ -546,7 +658,9 @@ pub(crate) fn calibrate(
             }
         }
     }
-    best.map_or_else(Calibration::default, |(calibration, _)| calibration)
+    best.unwrap_or_else(|| {
+        (Calibration::default(), (false, std::cmp::Reverse(u64::MAX), 0.0, std::cmp::Reverse(u64::MAX)))
+    })
 }
 
 /// Validation figures of `model` (with its own calibration) on the corpus's
@@ -699,6 +813,24 @@ pub(crate) mod tests {
         let a = train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         let b = train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.model.to_bytes().ok(), b.model.to_bytes().ok());
+    }
+
+    #[test]
+    fn the_logistic_regression_scores_and_naive_bayes_remains_for_comparison() {
+        let corpus = synthetic_corpus();
+        let outcome =
+            train(&corpus, &[], &no_rules(), &small_settings(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcome.model.linear().is_some());
+        assert_eq!(outcome.algorithms.len(), 3, "Naive Bayes, the regression and their blend reported");
+        let probe = message(Channel::Messenger, None, "Казино бонус, заработок без вложений 💰");
+        assert_ne!(outcome.model.scores(&probe), outcome.model.nb_scores(&probe));
+        assert_eq!(outcome.model.scores(&probe).predicted(), Verdict::Spam);
+
+        let nb_only = TrainSettings { linear: None, ..small_settings() };
+        let nb = train(&corpus, &[], &no_rules(), &nb_only, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        assert!(nb.model.linear().is_none());
+        assert_eq!(nb.model.scores(&probe), nb.model.nb_scores(&probe));
+        assert_eq!(nb.model.counts(), outcome.model.counts(), "the Naive Bayes counts do not depend on the scorer");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Policy (documented in README "Learning from feedback"): the model in
 //! force is always *the shipped model plus every label*, each label counted
-//! [`leadsift_model::FEEDBACK_WEIGHT`] times (an incremental Naive Bayes
-//! update, ~0.1 s), the latest label of a message winning. Rebuilding from
+//! [`leadsift_model::FEEDBACK_WEIGHT`] times (an incremental update: hinge
+//! steps of the regression plus added Naive Bayes counts, ~0.1 s), the latest
+//! label of a message winning. Rebuilding from
 //! the shipped model instead of stacking updates makes a correction (label
 //! the same message again) undo a mistake completely, and the result does
 //! not depend on when the learner ran.
