@@ -35,6 +35,13 @@ pub struct ReportArgs {
     /// Keep the database afterwards (its name is printed).
     #[arg(long)]
     keep: bool,
+    /// Also time the web UI's overview and reports pages, served by a real
+    /// `leadsift run` on the seeded database (request to last byte).
+    #[arg(long)]
+    pages: bool,
+    /// The leadsift binary for --pages (default: next to this one).
+    #[arg(long)]
+    leadsift: Option<std::path::PathBuf>,
 }
 
 /// 2026-01-01T00:00:00Z and one year, in milliseconds.
@@ -107,7 +114,89 @@ async fn bench(args: &ReportArgs, url: &str) -> anyhow::Result<()> {
         );
     }
     store.close().await;
+    if args.pages {
+        time_pages(args, url).await?;
+    }
     Ok(())
+}
+
+/// Starts `leadsift run` on the database, logs in, and times the pages.
+async fn time_pages(args: &ReportArgs, url: &str) -> anyhow::Result<()> {
+    let binary = crate::leadsift_binary(args.leadsift.clone())?;
+    let work = tempfile::tempdir()?;
+    let status = std::process::Command::new(&binary)
+        .args(["--db", url, "users", "add", "bench", "--role", "admin"])
+        .env("LEADSIFT_PASSWORD", "bench-password-1")
+        .status()?;
+    anyhow::ensure!(status.success(), "leadsift users add failed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut daemon = std::process::Command::new(&binary)
+        .args(["--db", url, "run"])
+        .env("LEADSIFT__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("LEADSIFT__INTAKE__DROP_FOLDER", work.path().join("inbox"))
+        .env("LEADSIFT__WEB__SECURE_COOKIES", "false")
+        .env("LEADSIFT__MODEL__LEARN", "false")
+        .env("LEADSIFT_LOG", "warn")
+        .spawn()?;
+    let outcome = async {
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let started = Instant::now();
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            anyhow::ensure!(started.elapsed().as_secs() < 60, "leadsift run did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let form = client.get(format!("{base}/login")).send().await?;
+        let cookie_of = |response: &reqwest::Response, name: &str| {
+            response
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| v.split(';').next()?.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+        };
+        let login_cookie = cookie_of(&form, "leadsift_login_csrf").context("no login cookie")?;
+        let page = form.text().await?;
+        let csrf =
+            page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).context("no CSRF field")?;
+        let response = client
+            .post(format!("{base}/login"))
+            .header("cookie", format!("leadsift_login_csrf={login_cookie}"))
+            .form(&[("username", "bench"), ("password", "bench-password-1"), ("csrf", csrf)])
+            .send()
+            .await?;
+        let session = cookie_of(&response, "leadsift_session").context("login failed")?;
+        for (label, path) in [
+            ("overview /", "/".to_owned()),
+            ("reports, one month", "/reports?from=2026-06-01&to=2026-06-30".to_owned()),
+            ("reports, whole year", "/reports?from=2026-01-01&to=2026-12-31".to_owned()),
+        ] {
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..args.rounds {
+                let started = Instant::now();
+                let response = client
+                    .get(format!("{base}{path}"))
+                    .header("cookie", format!("leadsift_session={session}"))
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+                bytes = response.bytes().await?.len();
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            let worst = times.iter().copied().fold(0.0, f64::max);
+            println!(
+                "page {label}: {bytes} bytes; median {:.0} ms, worst {worst:.0} ms ({} rounds)",
+                crate::median(times),
+                args.rounds
+            );
+        }
+        Ok(())
+    }
+    .await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    outcome
 }
 
 async fn seed(store: &SqlStore, leads: i64, messages: i64) -> anyhow::Result<()> {
