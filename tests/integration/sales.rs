@@ -17,29 +17,6 @@ use leadsift_core::{
 use leadsift_integration_tests::TestDb;
 use serde_json::Value;
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let db = leadsift_integration_tests::TestDb::sqlite().await;
-                    super::$case(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(db) = leadsift_integration_tests::TestDb::postgres().await else { return };
-                    super::$case(&db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     conversion_creates_contact_company_and_deal_in_one_step,
     deals_close_won_or_lost_with_their_rules,

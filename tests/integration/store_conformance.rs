@@ -11,30 +11,7 @@ use leadsift_core::{FeedbackOrigin, NewFeedback, NewModelVersion, StoreError};
 use leadsift_integration_tests::TestDb;
 use leadsift_store::SqlStore;
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let db = leadsift_integration_tests::TestDb::sqlite().await;
-                    super::$case(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(db) = leadsift_integration_tests::TestDb::postgres().await else { return };
-                    super::$case(&db).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_backends!(
     inbox_publish_is_idempotent_and_survives_redelivery,
     nack_retries_then_dead_letters,
     inquiry_creates_contact_and_lead_with_history,

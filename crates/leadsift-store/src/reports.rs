@@ -78,7 +78,7 @@ FROM ad_spend WHERE day >= $1 AND day <= $2 AND currency = $3
 GROUP BY source, campaign";
 
 const SPEND_OTHER_CURRENCY_SQL: &str = "\
-SELECT CAST(COUNT(*) AS BIGINT) FROM ad_spend WHERE day >= $1 AND day <= $2 AND currency <> $3";
+SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ad_spend WHERE day >= $1 AND day <= $2 AND currency <> $3";
 
 const MESSAGES_SQL: &str = "\
 SELECT channel, verdict, CAST(COUNT(*) AS BIGINT) AS messages
@@ -102,14 +102,39 @@ SELECT
     AND (expires_at IS NULL OR expires_at >= $2) THEN 1 ELSE 0 END), 0) AS BIGINT) AS active
 FROM list_entries WHERE list = 'blacklist'";
 
+/// A period's bounds as a query binds them: Unix milliseconds, or days
+/// (`YYYY-MM-DD`, inclusive) for ad spend.
+enum Bounds<'a> {
+    Millis(i64, i64),
+    Days(&'a str, &'a str),
+}
+
 impl SqlStore {
+    /// Runs one report query with the period's bounds as `$1`, `$2` and,
+    /// for the queries that sum money, the report's currency as `$3`.
+    async fn period_rows(
+        &self,
+        sql: &'static str,
+        bounds: Bounds<'_>,
+        currency: Option<&str>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let query = match bounds {
+            Bounds::Millis(start, end) => sqlx::query(sql).bind(start).bind(end),
+            Bounds::Days(from, to) => sqlx::query(sql).bind(from.to_owned()).bind(to.to_owned()),
+        };
+        let query = match currency {
+            Some(currency) => query.bind(currency.to_owned()),
+            None => query,
+        };
+        query.fetch_all(&self.pool).await.map_err(query_error("building reports"))
+    }
+
     pub(crate) async fn build_report(&self, period: &ReportPeriod) -> Result<Report, StoreError> {
         let (start, end) = (millis(period.start()), millis(period.end()));
         let currency = period.currency.as_str().to_owned();
         let (from_day, to_day) = (period.from.format("%Y-%m-%d").to_string(), period.to.format("%Y-%m-%d").to_string());
-        let error = query_error("building reports");
 
-        let rows = sqlx::query(COHORT_SQL).bind(start).bind(end).fetch_all(&self.pool).await.map_err(error)?;
+        let rows = self.period_rows(COHORT_SQL, Bounds::Millis(start, end), None).await?;
         let cohort = rows
             .iter()
             .map(|row| {
@@ -127,24 +152,13 @@ impl SqlStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-        let rows = sqlx::query(COHORT_BY_CAMPAIGN_SQL)
-            .bind(start)
-            .bind(end)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(COHORT_BY_CAMPAIGN_SQL, Bounds::Millis(start, end), None).await?;
         let cohort_by_campaign = rows
             .iter()
             .map(|row| Ok((col(row, "source")?, col(row, "campaign")?, col(row, "leads")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-        let rows = sqlx::query(DEALS_SQL)
-            .bind(start)
-            .bind(end)
-            .bind(currency.clone())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(DEALS_SQL, Bounds::Millis(start, end), Some(&currency)).await?;
         let mut currency_note = CurrencyNote::default();
         let amount = |row: &sqlx::any::AnyRow, name: &'static str| col::<i64>(row, name).map(Amount::from_minor);
         let deals = rows
@@ -169,13 +183,7 @@ impl SqlStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-        let rows = sqlx::query(LOST_REASONS_SQL)
-            .bind(start)
-            .bind(end)
-            .bind(currency.clone())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(LOST_REASONS_SQL, Bounds::Millis(start, end), Some(&currency)).await?;
         let lost_reasons = rows
             .iter()
             .map(|row| {
@@ -187,31 +195,16 @@ impl SqlStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-        let rows = sqlx::query(SPEND_SQL)
-            .bind(from_day.clone())
-            .bind(to_day.clone())
-            .bind(currency.clone())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(SPEND_SQL, Bounds::Days(&from_day, &to_day), Some(&currency)).await?;
         let spend = rows
             .iter()
             .map(|row| Ok((col(row, "source")?, col(row, "campaign")?, amount(row, "amount")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        currency_note.spend_lines_in_other_currencies = sqlx::query_scalar(SPEND_OTHER_CURRENCY_SQL)
-            .bind(from_day)
-            .bind(to_day)
-            .bind(currency)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows =
+            self.period_rows(SPEND_OTHER_CURRENCY_SQL, Bounds::Days(&from_day, &to_day), Some(&currency)).await?;
+        currency_note.spend_lines_in_other_currencies = rows.first().map(|row| col(row, "n")).transpose()?.unwrap_or(0);
 
-        let rows = sqlx::query(MESSAGES_SQL)
-            .bind(start)
-            .bind(end)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(MESSAGES_SQL, Bounds::Millis(start, end), None).await?;
         let messages_by_verdict = rows
             .iter()
             .map(|row| {
@@ -223,12 +216,7 @@ impl SqlStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-        let rows = sqlx::query(JUNK_SQL)
-            .bind(start)
-            .bind(end)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(JUNK_SQL, Bounds::Millis(start, end), None).await?;
         let junk_by_reason = rows
             .iter()
             .map(|row| {
@@ -240,17 +228,13 @@ impl SqlStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-        let row = sqlx::query(BLACKLIST_SQL)
-            .bind(start)
-            .bind(end)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_error("building reports"))?;
+        let rows = self.period_rows(BLACKLIST_SQL, Bounds::Millis(start, end), None).await?;
+        let row = rows.first().ok_or(StoreError::Corrupt { what: "blacklist growth", detail: "no row".into() })?;
         let blacklist = BlacklistGrowth {
-            added: col(&row, "added")?,
-            added_automatically: col(&row, "added_auto")?,
-            removed: col(&row, "removed")?,
-            active_at_end: col(&row, "active")?,
+            added: col(row, "added")?,
+            added_automatically: col(row, "added_auto")?,
+            removed: col(row, "removed")?,
+            active_at_end: col(row, "active")?,
         };
 
         let inputs = ReportInputs {

@@ -473,8 +473,12 @@ pub struct ListForm {
     reason: Option<String>,
 }
 
-fn list_of(name: &str) -> Option<leadsift_core::ListKind> {
-    name.parse().ok()
+/// The list named in the path and the identity in the form, or the answer refusing them.
+fn list_target(list: &str, value: &str) -> Result<(leadsift_core::ListKind, leadsift_core::SourceRef), Response> {
+    let list = list.parse().map_err(|_| StatusCode::NOT_FOUND.into_response())?;
+    let target = leadsift_core::SourceRef::guess(value.trim(), "RU")
+        .map_err(|error| (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response())?;
+    Ok((list, target))
 }
 
 pub async fn list_add(
@@ -483,10 +487,9 @@ pub async fn list_add(
     axum::extract::Path(list): axum::extract::Path<String>,
     Form(form): Form<ListForm>,
 ) -> Response {
-    let Some(list) = list_of(&list) else { return StatusCode::NOT_FOUND.into_response() };
-    let target = match leadsift_core::SourceRef::guess(form.value.trim(), "RU") {
-        Ok(target) => target,
-        Err(error) => return (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response(),
+    let (list, target) = match list_target(&list, &form.value) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
     if let leadsift_core::SourceRef::Domain(domain) = &target
         && list == leadsift_core::ListKind::Blacklist
@@ -515,10 +518,9 @@ pub async fn list_remove(
     axum::extract::Path(list): axum::extract::Path<String>,
     Form(form): Form<ListForm>,
 ) -> Response {
-    let Some(list) = list_of(&list) else { return StatusCode::NOT_FOUND.into_response() };
-    let target = match leadsift_core::SourceRef::guess(form.value.trim(), "RU") {
-        Ok(target) => target,
-        Err(error) => return (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response(),
+    let (list, target) = match list_target(&list, &form.value) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
     let reason = form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "removed in the web UI".into());
     match state.store.remove_list_entry(list, &target, &session.user.username, &reason, Utc::now()).await {
