@@ -152,9 +152,13 @@ async fn every_page_refuses_anonymous_and_lower_roles() {
             let expected = if rank >= needs { found } else { StatusCode::FORBIDDEN };
             assert_eq!(status, expected, "{user} GET {path}");
         }
-        for (path, needs) in
-            [("/leads/1/move", 1), ("/lists/blacklist/add", 2), ("/lists/blacklist/remove", 2), ("/rules/test", 2)]
-        {
+        for (path, needs) in [
+            ("/leads/1/move", 1),
+            ("/leads/1/allowlist", 1),
+            ("/lists/blacklist/add", 2),
+            ("/lists/blacklist/remove", 2),
+            ("/rules/test", 2),
+        ] {
             let status = web.post(path, Some(&session), Some(&csrf)).await.status();
             if rank < needs {
                 assert_eq!(status, StatusCode::FORBIDDEN, "{user} POST {path}");
@@ -255,6 +259,11 @@ async fn junking_a_review_lead_takes_it_out_of_the_queue_and_blacklists_the_send
     let labels = web.db.store.feedback(0, 10).await.unwrap();
     assert_eq!(labels.len(), 1, "junking as spam is feedback for the model");
 
+    // A manager can also allowlist a sender from the lead page.
+    let page = web.get(&format!("/leads/{id}"), Some(&session)).await.text().await.unwrap();
+    let allowlisted = web.post(&format!("/leads/{id}/allowlist"), Some(&session), Some(&csrf_field(&page))).await;
+    assert_eq!(allowlisted.status(), StatusCode::SEE_OTHER);
+
     let (admin, _) = web.login("ada", PASSWORD).await.unwrap();
     let overview = web.get("/overview/live", Some(&admin)).await.text().await.unwrap();
     assert!(overview.contains("id=\"verdict-mix\"") && overview.contains("<title>spam: 1</title>"), "{overview}");
@@ -264,6 +273,7 @@ async fn junking_a_review_lead_takes_it_out_of_the_queue_and_blacklists_the_send
         lists.contains("seo-offers@promo.example") && lists.contains(&format!("lead {id} junked as spam")),
         "{lists}"
     );
+    assert!(lists.contains(&format!("allowlisted from lead {id}")), "{lists}");
 }
 
 /// `/metrics` is for this machine, the scraper's network or a token holder.

@@ -96,6 +96,7 @@ pub fn router(state: WebState) -> Router {
         .route("/leads", get(pages::leads))
         .route("/leads/{id}", get(pages::lead))
         .route("/leads/{id}/move", post(pages::move_lead))
+        .route("/leads/{id}/allowlist", post(pages::allowlist_sender))
         .route_layer(middleware::from_fn_with_state((state.clone(), Role::Manager), require));
     let admin = Router::new()
         .route("/users", get(pages::users))

@@ -158,23 +158,24 @@ pub async fn leads(
         Ok(leads) => leads,
         Err(error) => return store_error(error),
     };
-    let contact = LeadFilter { stage: Some(LeadStage::ContactClient), needs_review: Some(false), limit: Some(100) };
-    let contact = match state.store.leads(&contact).await {
-        Ok(leads) => leads,
+    let counts: std::collections::HashMap<LeadStage, i64> = match state.store.lead_stage_counts().await {
+        Ok(counts) => counts.into_iter().collect(),
         Err(error) => return store_error(error),
     };
+    // The board: the review queue first, then each open stage (newest 100 of each).
+    let mut columns = vec![(lang.t("Needs review", "На проверку").to_owned(), review.len() as i64, review, "review")];
+    for stage in LeadStage::OPEN {
+        let filter = LeadFilter { stage: Some(stage), needs_review: Some(false), limit: Some(100) };
+        let leads = match state.store.leads(&filter).await {
+            Ok(leads) => leads,
+            Err(error) => return store_error(error),
+        };
+        columns.push((stage_name(&state, stage), counts.get(&stage).copied().unwrap_or(0), leads, stage.as_str()));
+    }
     let mut body = format!("<h1>{}</h1>", lang.t("Leads", "Лиды"));
-    for (title, leads, class) in [
-        (lang.t("Needs review", "На проверку").to_owned(), &review, "review"),
-        (stage_name(&state, LeadStage::ContactClient), &contact, ""),
-    ] {
-        let _ = write!(
-            body,
-            "<div class=\"card\"><h2>{} ({})</h2><table id=\"{}\">",
-            escape(&title),
-            leads.len(),
-            if class.is_empty() { "contact" } else { class }
-        );
+    for (title, count, leads, id) in &columns {
+        let class = if *id == "review" { "review" } else { "" };
+        let _ = write!(body, "<div class=\"card\"><h2>{} ({count})</h2><table id=\"{id}\">", escape(title));
         for lead in leads {
             let client = if lead.returning_client {
                 lang.t("returning", "повторный")
@@ -331,6 +332,15 @@ pub async fn lead(
             lang.t("Restore: not junk", "Вернуть: это не брак"),
         );
     }
+    if !lead.identities.is_empty() {
+        let _ = write!(
+            body,
+            "<div class=\"card\"><form method=\"post\" action=\"/leads/{id}/allowlist\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button id=\"allowlist\">{}</button> {}</form></div>",
+            lang.t("Allowlist the sender", "В белый список"),
+            lang.t("(their messages never become spam)", "(сообщения отправителя никогда не станут спамом)"),
+        );
+    }
     let _ = write!(body, "<div class=\"card\"><h2>{}</h2><table id=\"history\">", lang.t("History", "История"));
     for change in history {
         let _ = write!(
@@ -390,22 +400,60 @@ pub async fn move_lead(
             Ok(None) => Vec::new(),
             Err(error) => return store_error(error),
         };
-        for target in identities {
-            let entry = leadsift_core::NewListEntry {
-                list: leadsift_core::ListKind::Blacklist,
-                target,
-                reason: format!("lead {id} junked as spam"),
-                origin: leadsift_core::EntryOrigin::Admin,
-                actor: session.user.username.clone(),
-                expires_at: None,
-            };
-            if let Err(error) = state.store.add_list_entry(&entry, Utc::now()).await {
-                return store_error(error);
-            }
+        if let Err(error) = list_identities(
+            &state,
+            &session,
+            leadsift_core::ListKind::Blacklist,
+            identities,
+            &format!("lead {id} junked as spam"),
+        )
+        .await
+        {
+            return store_error(error);
         }
     }
     tracing::info!(lead = id, stage = %form.stage, user = %session.user.username, "lead moved in the web UI");
     Redirect::to(&format!("/leads/{id}")).into_response()
+}
+
+/// Puts each identity on `list` (never a whole domain: identities are addresses, phones, handles).
+async fn list_identities(
+    state: &WebState,
+    session: &Session,
+    list: leadsift_core::ListKind,
+    identities: Vec<leadsift_core::SourceRef>,
+    reason: &str,
+) -> Result<(), leadsift_core::StoreError> {
+    for target in identities {
+        let entry = leadsift_core::NewListEntry {
+            list,
+            target,
+            reason: reason.to_owned(),
+            origin: leadsift_core::EntryOrigin::Admin,
+            actor: session.user.username.clone(),
+            expires_at: None,
+        };
+        state.store.add_list_entry(&entry, Utc::now()).await?;
+    }
+    Ok(())
+}
+
+/// Allowlists a lead's sender: their messages never become spam.
+pub async fn allowlist_sender(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Response {
+    let lead = match state.store.lead(id).await {
+        Ok(Some(lead)) => lead,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(error) => return store_error(error),
+    };
+    let reason = format!("allowlisted from lead {id}");
+    match list_identities(&state, &session, leadsift_core::ListKind::Allowlist, lead.identities, &reason).await {
+        Ok(()) => Redirect::to(&format!("/leads/{id}")).into_response(),
+        Err(error) => store_error(error),
+    }
 }
 
 /// Black- and allowlist with their audit trail (admin).
