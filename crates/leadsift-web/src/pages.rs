@@ -522,10 +522,13 @@ pub struct ListForm {
 }
 
 /// The list named in the path and the identity in the form, or the answer refusing them.
-fn list_target(list: &str, value: &str) -> Result<(leadsift_core::ListKind, leadsift_core::SourceRef), Response> {
-    let list = list.parse().map_err(|_| StatusCode::NOT_FOUND.into_response())?;
+fn list_target(
+    list: &str,
+    value: &str,
+) -> Result<(leadsift_core::ListKind, leadsift_core::SourceRef), (StatusCode, String)> {
+    let list = list.parse().map_err(|_| (StatusCode::NOT_FOUND, format!("no list {list:?}")))?;
     let target = leadsift_core::SourceRef::guess(value.trim(), "RU")
-        .map_err(|error| (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response())?;
+        .map_err(|error| (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
     Ok((list, target))
 }
 
@@ -537,7 +540,7 @@ pub async fn list_add(
 ) -> Response {
     let (list, target) = match list_target(&list, &form.value) {
         Ok(found) => found,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     if let leadsift_core::SourceRef::Domain(domain) = &target
         && list == leadsift_core::ListKind::Blacklist
@@ -568,7 +571,7 @@ pub async fn list_remove(
 ) -> Response {
     let (list, target) = match list_target(&list, &form.value) {
         Ok(found) => found,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let reason = form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "removed in the web UI".into());
     match state.store.remove_list_entry(list, &target, &session.user.username, &reason, Utc::now()).await {
