@@ -425,15 +425,23 @@ async fn stored_contact_leads(
     backend: Backend,
     contacts: &[i64],
 ) -> Result<HashMap<ContactSlot, ContactLeads>, StoreError> {
+    // Junk leads decide nothing (not open, not a real lead), and a spammer
+    // collects one per message: naming the other stages lets the
+    // (contact_id, stage) index skip them instead of reading each row.
+    let stages: Vec<LeadStage> = LeadStage::ALL.into_iter().filter(|s| *s != LeadStage::Junk).collect();
     let mut found: HashMap<ContactSlot, ContactLeads> = HashMap::new();
     for chunk in contacts.chunks(500) {
         let sql = format!(
-            "SELECT id, contact_id, stage FROM leads WHERE contact_id IN ({}) ORDER BY id DESC",
-            backend.placeholders(1, chunk.len())
+            "SELECT id, contact_id, stage FROM leads WHERE contact_id IN ({}) AND stage IN ({}) ORDER BY id DESC",
+            backend.placeholders(1, chunk.len()),
+            backend.placeholders(chunk.len() + 1, stages.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
         for id in chunk {
             query = query.bind(*id);
+        }
+        for stage in &stages {
+            query = query.bind(stage.as_str());
         }
         for row in query.fetch_all(&mut **tx).await.map_err(query_error("reading contacts' leads"))? {
             let stage: LeadStage = parsed(&row, "stage")?;
