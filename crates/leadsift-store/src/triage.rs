@@ -128,9 +128,13 @@ impl SqlStore {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        // A listed sender's history decides nothing (the entry would not be
+        // added twice), and a spammer keeps sending after being listed.
+        let listed = blacklisted_identities(&mut tx, backend, &candidates).await?;
+        let candidates: Vec<SourceRef> = candidates.into_iter().filter(|id| !listed.contains(id)).collect();
         let mut sender_history = stored_sender_history(&mut tx, backend, &candidates).await?;
 
-        let plan = plan_batch(&fresh, &mut contact_of, &mut leads_of, &mut sender_history);
+        let plan = plan_batch(&fresh, &mut contact_of, &mut leads_of, &mut sender_history, &listed);
 
         let contact_ids = allocate_ids(&mut tx, backend, "contacts", plan.new_contacts.len()).await?;
         let lead_ids = allocate_ids(&mut tx, backend, "leads", plan.new_leads.len()).await?;
@@ -164,23 +168,33 @@ impl SqlStore {
             .collect();
         insert_messages(&mut tx, backend, &message_rows, at_ms).await?;
 
-        let mut writes = vec![TriageWrite::Duplicate; batch.len()];
-        for (planned, message_id) in plan.messages.iter().zip(&message_ids) {
-            let mut blacklisted = Vec::new();
-            if !planned.blacklist.is_empty() {
-                let classification = &planned.item.classification;
-                let reason = format!(
-                    "auto: repeated spam, last verdict {:.2}{}",
-                    classification.confidence,
-                    rule_summary(&classification.reasons)
-                );
-                // Only the sender's own identities: never a whole (possibly free-mail) domain.
-                for identity in &planned.blacklist {
-                    if insert_auto_blacklist(&mut tx, identity, &reason, at_ms).await? {
-                        blacklisted.push(identity.clone());
-                    }
+        // Only the sender's own identities: never a whole (possibly free-mail)
+        // domain. The first message of the batch that earns an entry adds it.
+        let mut proposed = HashSet::new();
+        let mut entries: Vec<(usize, &SourceRef, String)> = Vec::new();
+        for (position, planned) in plan.messages.iter().enumerate() {
+            if planned.blacklist.is_empty() {
+                continue;
+            }
+            let classification = &planned.item.classification;
+            let reason = format!(
+                "auto: repeated spam, last verdict {:.2}{}",
+                classification.confidence,
+                rule_summary(&classification.reasons)
+            );
+            for identity in &planned.blacklist {
+                if proposed.insert(identity) {
+                    entries.push((position, identity, reason.clone()));
                 }
             }
+        }
+        let mut blacklisted_by: Vec<Vec<SourceRef>> = vec![Vec::new(); plan.messages.len()];
+        for (position, identity) in insert_auto_blacklist(&mut tx, backend, &entries, at_ms).await? {
+            blacklisted_by[position].push(identity);
+        }
+
+        let mut writes = vec![TriageWrite::Duplicate; batch.len()];
+        for ((planned, message_id), blacklisted) in plan.messages.iter().zip(&message_ids).zip(blacklisted_by) {
             writes[planned.index] = TriageWrite::Stored {
                 message_id: *message_id,
                 lead_id: planned.lead.map(lead_id),
@@ -200,6 +214,7 @@ fn plan_batch<'a>(
     contact_of: &mut HashMap<SourceRef, ContactSlot>,
     leads_of: &mut HashMap<ContactSlot, ContactLeads>,
     sender_history: &mut HashMap<SourceRef, SenderHistory>,
+    listed: &HashSet<SourceRef>,
 ) -> Plan<'a> {
     let mut plan = Plan::default();
     for &(index, item) in fresh {
@@ -207,7 +222,7 @@ fn plan_batch<'a>(
             PlannedMessage { item, index, contact: None, lead: None, lead_created: false, blacklist: Vec::new() };
         if let Route::Lead { blacklist_after: Some(after), .. } = &item.route {
             // Stored messages and the earlier ones of this batch decide.
-            for identity in item.message.sender.identities() {
+            for identity in item.message.sender.identities().into_iter().filter(|id| !listed.contains(id)) {
                 let history = sender_history.get(&identity).copied().unwrap_or_default();
                 if history.other == 0 && history.spam + 1 >= i64::from(*after) {
                     planned.blacklist.push(identity);
@@ -339,18 +354,10 @@ async fn stored_contacts(
 ) -> Result<HashMap<SourceRef, ContactSlot>, StoreError> {
     let mut found = HashMap::new();
     for chunk in identities.chunks(200) {
-        // PostgreSQL joins a VALUES list against the primary key; an OR chain can be tested row by row.
-        let matching = match backend {
-            Backend::Postgres => format!(
-                "(kind, value) IN (VALUES {})",
-                (0..chunk.len())
-                    .map(|i| format!("({})", backend.placeholders(2 * i + 1, 2)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Backend::Sqlite => vec!["(kind = ? AND value = ?)"; chunk.len()].join(" OR "),
-        };
-        let sql = format!("SELECT kind, value, contact_id FROM contact_identities WHERE {matching}");
+        let sql = format!(
+            "SELECT kind, value, contact_id FROM contact_identities WHERE {}",
+            identities_match(backend, chunk.len())
+        );
         // Planned per call on PostgreSQL: a cached generic plan from when the table was small scans it whole.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
         for identity in chunk {
@@ -361,6 +368,53 @@ async fn stored_contacts(
             let value: String = col(&row, "value")?;
             if let Some(identity) = chunk.iter().find(|id| id.kind().as_str() == kind && id.value() == value) {
                 found.insert(identity.clone(), ContactSlot::Stored(col(&row, "contact_id")?));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `(kind, value)` is one of `count` identities bound as parameters from `$1`.
+/// PostgreSQL joins a VALUES list against the index; an OR chain can be tested row by row.
+fn identities_match(backend: Backend, count: usize) -> String {
+    match backend {
+        Backend::Postgres => format!(
+            "(kind, value) IN (VALUES {})",
+            (0..count).map(|i| format!("({})", backend.placeholders(2 * i + 1, 2))).collect::<Vec<_>>().join(", ")
+        ),
+        Backend::Sqlite => vec!["(kind = ? AND value = ?)"; count].join(" OR "),
+    }
+}
+
+/// Identities with a blacklist entry not removed (expired or not): the ones
+/// an auto-blacklist insert would leave alone.
+async fn blacklisted_identities(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    identities: &[SourceRef],
+) -> Result<HashSet<SourceRef>, StoreError> {
+    let mut found = HashSet::new();
+    for chunk in identities.chunks(200) {
+        // The list is checked here, not in SQL: with `list = ...` in the query
+        // PostgreSQL walked the (list, kind, value) index for every key (120 ms a
+        // batch at 5,000 entries) instead of probing (kind, value).
+        let sql = format!(
+            "SELECT list, kind, value FROM list_entries WHERE removed_at IS NULL AND {}",
+            identities_match(backend, chunk.len())
+        );
+        // Planned per call on PostgreSQL, like the other list lookups.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
+        for identity in chunk {
+            query = query.bind(identity.kind().as_str()).bind(identity.value());
+        }
+        for row in query.fetch_all(&mut **tx).await.map_err(query_error("looking up listed senders"))? {
+            if parsed::<ListKind>(&row, "list")? != ListKind::Blacklist {
+                continue;
+            }
+            let kind: String = col(&row, "kind")?;
+            let value: String = col(&row, "value")?;
+            if let Some(identity) = chunk.iter().find(|id| id.kind().as_str() == kind && id.value() == value) {
+                found.insert(identity.clone());
             }
         }
     }
@@ -685,29 +739,70 @@ async fn insert_messages(
     Ok(())
 }
 
+/// Adds the blacklist entries `(message position, identity, reason)` not
+/// already listed, with their audit rows, in a statement or two per chunk
+/// (one statement per sender was a round trip per spammer). Returns the
+/// entries added.
 async fn insert_auto_blacklist(
     tx: &mut Tx<'_>,
-    identity: &SourceRef,
-    reason: &str,
+    backend: Backend,
+    entries: &[(usize, &SourceRef, String)],
     at_ms: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Vec<(usize, SourceRef)>, StoreError> {
     let list = ListKind::Blacklist.as_str();
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO list_entries (list, kind, value, reason, origin, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, 'auto', 'triage', $5) \
-         ON CONFLICT (list, kind, value) WHERE removed_at IS NULL DO NOTHING RETURNING id",
-    )
-    .bind(list)
-    .bind(identity.kind().as_str())
-    .bind(identity.value())
-    .bind(reason)
-    .bind(at_ms)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(query_error("auto-blacklisting a sender"))?;
-    let Some(id) = id else { return Ok(false) };
-    crate::lists::insert_audit(tx, id, ListKind::Blacklist, identity, "added", "triage", reason, at_ms).await?;
-    Ok(true)
+    let mut added = Vec::new();
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("({}, 'auto', 'triage')", backend.placeholders(5 * i + 1, 5))).collect();
+        let sql = format!(
+            "INSERT INTO list_entries (list, kind, value, reason, created_at, origin, created_by) VALUES {} \
+             ON CONFLICT (list, kind, value) WHERE removed_at IS NULL DO NOTHING RETURNING id, kind, value",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, identity, reason) in chunk {
+            query = query
+                .bind(list)
+                .bind(identity.kind().as_str())
+                .bind(identity.value())
+                .bind(reason.as_str())
+                .bind(at_ms);
+        }
+        let rows = query.fetch_all(&mut **tx).await.map_err(query_error("auto-blacklisting senders"))?;
+        let mut created: Vec<(i64, &(usize, &SourceRef, String))> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = col(row, "kind")?;
+            let value: String = col(row, "value")?;
+            if let Some(entry) = chunk.iter().find(|(_, id, _)| id.kind().as_str() == kind && id.value() == value) {
+                created.push((col(row, "id")?, entry));
+            }
+        }
+        if created.is_empty() {
+            continue;
+        }
+        // Audit rows in entry order, as one statement per entry wrote them.
+        created.sort_unstable_by_key(|(id, _)| *id);
+        let values: Vec<String> = (0..created.len())
+            .map(|i| format!("({}, 'added', 'triage')", backend.placeholders(6 * i + 1, 6)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO list_audit (entry_id, list, kind, value, reason, at, action, actor) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, (_, identity, reason)) in &created {
+            query = query
+                .bind(*id)
+                .bind(list)
+                .bind(identity.kind().as_str())
+                .bind(identity.value())
+                .bind(reason.as_str())
+                .bind(at_ms);
+        }
+        query.execute(&mut **tx).await.map_err(query_error("writing the list audit trail"))?;
+        added.extend(created.into_iter().map(|(_, (position, identity, _))| (*position, (*identity).clone())));
+    }
+    Ok(added)
 }
 
 pub(crate) async fn insert_quarantine(tx: &mut Tx<'_>, record: &Quarantined) -> Result<i64, StoreError> {
