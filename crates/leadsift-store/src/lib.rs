@@ -125,6 +125,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_channels.sql"),
         include_str!("../migrations/postgres/0003_channels.sql"),
     ),
+    (
+        6,
+        "hot path indexes",
+        include_str!("../migrations/sqlite/0006_hot_path_indexes.sql"),
+        include_str!("../migrations/postgres/0006_hot_path_indexes.sql"),
+    ),
 ];
 
 /// The URL with any password replaced, for logs and errors.
