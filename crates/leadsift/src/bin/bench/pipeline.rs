@@ -255,6 +255,11 @@ fn server_cpu_ticks(checkpointer: u32) -> Option<u64> {
     Some(total)
 }
 
+/// CPU ticks (utime + stime, all threads) of this process.
+fn own_cpu_ticks() -> Option<u64> {
+    Some(proc_stat(std::process::id())?.get(11..13)?.iter().filter_map(|f| f.parse::<u64>().ok()).sum())
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`), 100 on every Linux we run on.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
@@ -313,6 +318,7 @@ async fn measure(
     let mut probe = sqlx::PgConnection::connect(db_url).await?;
     let before = PgWork::sample(&mut probe).await?;
     let triage_before: Option<u64> = triage.iter().map(TriageProcess::cpu_ticks).sum();
+    let bench_before = own_cpu_ticks();
 
     let started = Instant::now();
     for chunk in lines.chunks(2000) {
@@ -337,6 +343,7 @@ async fn measure(
     let elapsed = started.elapsed().as_secs_f64();
     let rate = args.messages as f64 / elapsed;
     let triage_ticks = triage.iter().map(TriageProcess::cpu_ticks).sum::<Option<u64>>().zip(triage_before);
+    let bench_ticks = own_cpu_ticks().zip(bench_before);
     // The triage processes' backends report their statistics as they exit.
     drop(triage);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -359,12 +366,17 @@ async fn measure(
         work.commits as f64 / args.messages as f64,
         work.rows_written as f64 / args.messages as f64,
     );
-    if let Some((after, before)) = triage_ticks {
-        println!(
-            "  triage processes: {:.2} CPU s / 10k msg",
-            after.saturating_sub(before) as f64 / CLOCK_TICKS_PER_SECOND * per_10k
-        );
-    }
+    let cpu = |ticks: Option<(u64, u64)>| {
+        ticks.map_or_else(
+            || "n/a".to_owned(),
+            |(after, before)| format!("{:.2}", after.saturating_sub(before) as f64 / CLOCK_TICKS_PER_SECOND * per_10k),
+        )
+    };
+    println!(
+        "  CPU s / 10k msg: triage processes {}, this process (intake and the mock broker) {}",
+        cpu(triage_ticks),
+        cpu(bench_ticks)
+    );
     drop(probe);
     let mut conn = sqlx::PgConnection::connect(db_url).await?;
     let stored = stored(&mut conn).await;
