@@ -17,6 +17,8 @@ on_both_backends!(
     inquiry_creates_contact_and_lead_with_history,
     repeat_inquiry_attaches_to_open_lead_and_later_one_is_returning,
     spam_junks_and_blacklists_identities_not_domains,
+    repeated_spam_in_one_batch_blacklists_once_at_the_message_that_earns_it,
+    every_stored_reference_resolves,
     senders_with_legitimate_history_are_not_blacklisted,
     newsletter_and_bank_statement_are_stored_without_lead,
     review_route_keeps_unsure_messages_as_leads,
@@ -209,6 +211,109 @@ async fn spam_junks_and_blacklists_identities_not_domains(db: &TestDb) {
     assert_eq!(store.lead(lead_id(&write)).await.unwrap().unwrap().junk_reason, Some(JunkReason::NonTarget));
     let audit = store.list_audit(ListKind::Blacklist, 10).await.unwrap();
     assert_eq!((audit.len(), audit[0].actor.as_str(), audit[0].action.as_str()), (1, "triage", "added"));
+}
+
+/// Several spam messages of one sender in one batch: the second adds the
+/// entry (with one audit row), the others add nothing; a later batch from
+/// the listed sender adds nothing either.
+async fn repeated_spam_in_one_batch_blacklists_once_at_the_message_that_earns_it(db: &TestDb) {
+    let store = &db.store;
+    let spam = |key: &str, from: &str| classified(email_message(key, from, "SEO"), Verdict::Spam, 0.99);
+    let batch = vec![
+        spam("b1@x", "promo@seo.example"),
+        spam("b2@x", "other@seo.example"),
+        spam("b3@x", "promo@seo.example"),
+        spam("b4@x", "promo@seo.example"),
+        spam("b5@x", "other@seo.example"),
+    ];
+    let writes = store.record_triage(&batch, Utc::now()).await.unwrap();
+    let blacklisted: Vec<Vec<String>> = writes
+        .iter()
+        .map(|w| match w {
+            TriageWrite::Stored { blacklisted, .. } => blacklisted.iter().map(|id| id.value().to_owned()).collect(),
+            TriageWrite::Duplicate => panic!("nothing here is a duplicate"),
+        })
+        .collect();
+    let none = Vec::<String>::new;
+    assert_eq!(
+        blacklisted,
+        vec![none(), none(), vec!["promo@seo.example".to_owned()], none(), vec!["other@seo.example".to_owned()]]
+    );
+    let later = store.record_triage(&[spam("b6@x", "promo@seo.example")], Utc::now()).await.unwrap();
+    assert!(matches!(&later[0], TriageWrite::Stored { blacklisted, .. } if blacklisted.is_empty()));
+    let entries = store.list_entries(ListKind::Blacklist, Utc::now()).await.unwrap();
+    let mut listed: Vec<&str> = entries.iter().map(|e| e.target.value()).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, vec!["other@seo.example", "promo@seo.example"]);
+    let audit = store.list_audit(ListKind::Blacklist, 10).await.unwrap();
+    assert_eq!(audit.len(), 2, "one audit row per entry: {audit:?}");
+    assert!(audit.iter().all(|a| a.action == "added" && a.actor == "triage"));
+}
+
+/// Every lead, contact and message id a triage write stores points at a row
+/// that exists (PostgreSQL declares no foreign keys among these rows; the
+/// triage transaction alone keeps them whole).
+async fn every_stored_reference_resolves(db: &TestDb) {
+    let store = &db.store;
+    let mut call = Message::new(Channel::Call, DedupKey::from_upstream_id(Channel::Call, "r-call"), Utc::now());
+    call.sender.phone = Some(PhoneNumber::parse("+79161234567", "RU").unwrap());
+    let mut both = email_message("r-both@x", "anna@firm.example", "order");
+    both.sender.phone = Some(PhoneNumber::parse("+79161234567", "RU").unwrap());
+    let first = vec![
+        classified(email_message("r1@x", "ivan@firm.example", "price"), Verdict::Inquiry, 0.95),
+        classified(email_message("r2@x", "ivan@firm.example", "again"), Verdict::Inquiry, 0.95),
+        classified(call, Verdict::Inquiry, 0.9),
+        classified(email_message("r3@x", "promo@seo.example", "SEO"), Verdict::Spam, 0.99),
+        classified(email_message("r4@x", "news@shop.example", "sale"), Verdict::Newsletter, 0.99),
+    ];
+    let second = vec![
+        classified(both, Verdict::Inquiry, 0.95),
+        classified(email_message("r5@x", "ivan@firm.example", "third"), Verdict::Inquiry, 0.95),
+        classified(email_message("r6@x", "promo@seo.example", "SEO"), Verdict::Spam, 0.99),
+        classified(email_message("r7@x", "cv@firm.example", "resume"), Verdict::NonTarget, 0.95),
+    ];
+    let writes = [
+        store.record_triage(&first, Utc::now()).await.unwrap(),
+        store.record_triage(&second, Utc::now()).await.unwrap(),
+    ];
+    let mut leads = std::collections::HashSet::new();
+    for write in writes.iter().flatten() {
+        let TriageWrite::Stored { message_id, lead_id, .. } = write else { panic!("no duplicates here: {write:?}") };
+        let stored = store.message(*message_id).await.unwrap().expect("the message id names a stored message");
+        assert_eq!(stored.lead_id, *lead_id);
+        if let Some(lead) = lead_id {
+            assert!(store.lead(*lead).await.unwrap().is_some(), "lead {lead} exists");
+            leads.insert(*lead);
+        }
+    }
+    // ivan's three inquiries share a lead; anna, calling from the caller's
+    // phone, joins the caller's open lead; each spam and the non-target open their own.
+    assert_eq!(leads.len(), 5, "{leads:?}");
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT \
+           (SELECT COUNT(*) FROM messages m WHERE m.lead_id IS NOT NULL \
+              AND NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = m.lead_id)) \
+         + (SELECT COUNT(*) FROM messages m WHERE m.contact_id IS NOT NULL \
+              AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = m.contact_id)) \
+         + (SELECT COUNT(*) FROM leads l WHERE l.contact_id IS NOT NULL \
+              AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = l.contact_id)) \
+         + (SELECT COUNT(*) FROM contact_identities i \
+              WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = i.contact_id)) \
+         + (SELECT COUNT(*) FROM lead_stage_changes s \
+              WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = s.lead_id))",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    let linked: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages m JOIN leads l ON l.id = m.lead_id \
+         WHERE m.contact_id IS NOT NULL AND l.contact_id = m.contact_id",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(linked, 8, "every message with a lead has that lead's contact");
 }
 
 /// A sender with a history of legitimate mail is never blacklisted by spam

@@ -144,6 +144,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0005_bitrix24.sql"),
     ),
     (
+        6,
+        "hot path indexes",
+        include_str!("../migrations/sqlite/0006_hot_path_indexes.sql"),
+        include_str!("../migrations/postgres/0006_hot_path_indexes.sql"),
+    ),
+    (
         7,
         "users",
         include_str!("../migrations/sqlite/0007_users.sql"),

@@ -104,7 +104,7 @@ impl SqlStore {
         }
         let keys: Vec<(IdentityKind, String)> = keys.into_iter().collect();
         let mut entries = Vec::new();
-        for chunk in keys.chunks(200) {
+        for chunk in keys.chunks(crate::triage::identities_per_lookup(self.backend)) {
             let pairs = (0..chunk.len()).map(|i| (2 * i + 2, 2 * i + 3));
             // PostgreSQL joins a VALUES list (hash or index); with a chain of ORs
             // it tested every key against every entry (40 ms a batch at 4,000 entries).

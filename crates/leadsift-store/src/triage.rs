@@ -22,8 +22,26 @@ use crate::{Backend, SqlStore, millis, query_error};
 
 type Tx<'c> = Transaction<'c, Any>;
 
-/// Rows per multi-row insert (at most ~25 parameters each).
+// Chunk sizes. Every statement is a round trip inside the transaction (sqlx
+// does not pipeline), and while the transaction waits for the triage process
+// it holds its senders' locks.
+
+/// Rows per multi-row insert (at most 24 parameters each). 1,000-row inserts
+/// saved round trips but PostgreSQL spent longer planning each one (3.6 ms)
+/// than the round trips cost.
 const ROWS_PER_INSERT: usize = 100;
+
+/// Keys per `IN (...)` lookup of single values.
+const KEYS_PER_LOOKUP: usize = 2000;
+
+/// Identities per `(kind, value)` lookup. SQLite gets an OR chain, one
+/// expression level per identity, and refuses trees deeper than 1,000.
+pub(crate) fn identities_per_lookup(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 1000,
+        Backend::Sqlite => 200,
+    }
+}
 
 /// A contact known before this batch, or created by it (index into the new contacts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,9 +146,13 @@ impl SqlStore {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        // A listed sender's history decides nothing (the entry would not be
+        // added twice), and a spammer keeps sending after being listed.
+        let listed = blacklisted_identities(&mut tx, backend, &candidates).await?;
+        let candidates: Vec<SourceRef> = candidates.into_iter().filter(|id| !listed.contains(id)).collect();
         let mut sender_history = stored_sender_history(&mut tx, backend, &candidates).await?;
 
-        let plan = plan_batch(&fresh, &mut contact_of, &mut leads_of, &mut sender_history);
+        let plan = plan_batch(&fresh, &mut contact_of, &mut leads_of, &mut sender_history, &listed);
 
         let contact_ids = allocate_ids(&mut tx, backend, "contacts", plan.new_contacts.len()).await?;
         let lead_ids = allocate_ids(&mut tx, backend, "leads", plan.new_leads.len()).await?;
@@ -164,23 +186,33 @@ impl SqlStore {
             .collect();
         insert_messages(&mut tx, backend, &message_rows, at_ms).await?;
 
-        let mut writes = vec![TriageWrite::Duplicate; batch.len()];
-        for (planned, message_id) in plan.messages.iter().zip(&message_ids) {
-            let mut blacklisted = Vec::new();
-            if !planned.blacklist.is_empty() {
-                let classification = &planned.item.classification;
-                let reason = format!(
-                    "auto: repeated spam, last verdict {:.2}{}",
-                    classification.confidence,
-                    rule_summary(&classification.reasons)
-                );
-                // Only the sender's own identities: never a whole (possibly free-mail) domain.
-                for identity in &planned.blacklist {
-                    if insert_auto_blacklist(&mut tx, identity, &reason, at_ms).await? {
-                        blacklisted.push(identity.clone());
-                    }
+        // Only the sender's own identities: never a whole (possibly free-mail)
+        // domain. The first message of the batch that earns an entry adds it.
+        let mut proposed = HashSet::new();
+        let mut entries: Vec<(usize, &SourceRef, String)> = Vec::new();
+        for (position, planned) in plan.messages.iter().enumerate() {
+            if planned.blacklist.is_empty() {
+                continue;
+            }
+            let classification = &planned.item.classification;
+            let reason = format!(
+                "auto: repeated spam, last verdict {:.2}{}",
+                classification.confidence,
+                rule_summary(&classification.reasons)
+            );
+            for identity in &planned.blacklist {
+                if proposed.insert(identity) {
+                    entries.push((position, identity, reason.clone()));
                 }
             }
+        }
+        let mut blacklisted_by: Vec<Vec<SourceRef>> = vec![Vec::new(); plan.messages.len()];
+        for (position, identity) in insert_auto_blacklist(&mut tx, backend, &entries, at_ms).await? {
+            blacklisted_by[position].push(identity);
+        }
+
+        let mut writes = vec![TriageWrite::Duplicate; batch.len()];
+        for ((planned, message_id), blacklisted) in plan.messages.iter().zip(&message_ids).zip(blacklisted_by) {
             writes[planned.index] = TriageWrite::Stored {
                 message_id: *message_id,
                 lead_id: planned.lead.map(lead_id),
@@ -200,6 +232,7 @@ fn plan_batch<'a>(
     contact_of: &mut HashMap<SourceRef, ContactSlot>,
     leads_of: &mut HashMap<ContactSlot, ContactLeads>,
     sender_history: &mut HashMap<SourceRef, SenderHistory>,
+    listed: &HashSet<SourceRef>,
 ) -> Plan<'a> {
     let mut plan = Plan::default();
     for &(index, item) in fresh {
@@ -207,7 +240,7 @@ fn plan_batch<'a>(
             PlannedMessage { item, index, contact: None, lead: None, lead_created: false, blacklist: Vec::new() };
         if let Route::Lead { blacklist_after: Some(after), .. } = &item.route {
             // Stored messages and the earlier ones of this batch decide.
-            for identity in item.message.sender.identities() {
+            for identity in item.message.sender.identities().into_iter().filter(|id| !listed.contains(id)) {
                 let history = sender_history.get(&identity).copied().unwrap_or_default();
                 if history.other == 0 && history.spam + 1 >= i64::from(*after) {
                     planned.blacklist.push(identity);
@@ -294,7 +327,7 @@ async fn lock_identities(tx: &mut Tx<'_>, identities: &[SourceRef]) -> Result<()
     let mut keys: Vec<i64> = identities.iter().map(|id| advisory_key(id.kind().as_str(), id.value())).collect();
     keys.sort_unstable();
     keys.dedup();
-    for chunk in keys.chunks(500) {
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
         let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
         let sql = format!("SELECT pg_advisory_xact_lock(v.k) FROM (VALUES {}) AS v(k) ORDER BY v.k", values.join(", "));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -319,7 +352,7 @@ fn advisory_key(kind: &str, value: &str) -> i64 {
 /// Dedup keys of the batch that are already stored.
 async fn stored_keys(tx: &mut Tx<'_>, backend: Backend, batch: &[Triaged]) -> Result<HashSet<String>, StoreError> {
     let mut stored = HashSet::new();
-    for chunk in batch.chunks(500) {
+    for chunk in batch.chunks(KEYS_PER_LOOKUP) {
         let sql =
             format!("SELECT dedup_key FROM messages WHERE dedup_key IN ({})", backend.placeholders(1, chunk.len()));
         let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
@@ -338,19 +371,11 @@ async fn stored_contacts(
     identities: &[SourceRef],
 ) -> Result<HashMap<SourceRef, ContactSlot>, StoreError> {
     let mut found = HashMap::new();
-    for chunk in identities.chunks(200) {
-        // PostgreSQL joins a VALUES list against the primary key; an OR chain can be tested row by row.
-        let matching = match backend {
-            Backend::Postgres => format!(
-                "(kind, value) IN (VALUES {})",
-                (0..chunk.len())
-                    .map(|i| format!("({})", backend.placeholders(2 * i + 1, 2)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Backend::Sqlite => vec!["(kind = ? AND value = ?)"; chunk.len()].join(" OR "),
-        };
-        let sql = format!("SELECT kind, value, contact_id FROM contact_identities WHERE {matching}");
+    for chunk in identities.chunks(identities_per_lookup(backend)) {
+        let sql = format!(
+            "SELECT kind, value, contact_id FROM contact_identities WHERE {}",
+            identities_match(backend, chunk.len())
+        );
         // Planned per call on PostgreSQL: a cached generic plan from when the table was small scans it whole.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
         for identity in chunk {
@@ -361,6 +386,53 @@ async fn stored_contacts(
             let value: String = col(&row, "value")?;
             if let Some(identity) = chunk.iter().find(|id| id.kind().as_str() == kind && id.value() == value) {
                 found.insert(identity.clone(), ContactSlot::Stored(col(&row, "contact_id")?));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `(kind, value)` is one of `count` identities bound as parameters from `$1`.
+/// PostgreSQL joins a VALUES list against the index; an OR chain can be tested row by row.
+fn identities_match(backend: Backend, count: usize) -> String {
+    match backend {
+        Backend::Postgres => format!(
+            "(kind, value) IN (VALUES {})",
+            (0..count).map(|i| format!("({})", backend.placeholders(2 * i + 1, 2))).collect::<Vec<_>>().join(", ")
+        ),
+        Backend::Sqlite => vec!["(kind = ? AND value = ?)"; count].join(" OR "),
+    }
+}
+
+/// Identities with a blacklist entry not removed (expired or not): the ones
+/// an auto-blacklist insert would leave alone.
+async fn blacklisted_identities(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    identities: &[SourceRef],
+) -> Result<HashSet<SourceRef>, StoreError> {
+    let mut found = HashSet::new();
+    for chunk in identities.chunks(identities_per_lookup(backend)) {
+        // The list is checked here, not in SQL: with `list = ...` in the query
+        // PostgreSQL walked the (list, kind, value) index for every key (120 ms a
+        // batch at 5,000 entries) instead of probing (kind, value).
+        let sql = format!(
+            "SELECT list, kind, value FROM list_entries WHERE removed_at IS NULL AND {}",
+            identities_match(backend, chunk.len())
+        );
+        // Planned per call on PostgreSQL, like the other list lookups.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
+        for identity in chunk {
+            query = query.bind(identity.kind().as_str()).bind(identity.value());
+        }
+        for row in query.fetch_all(&mut **tx).await.map_err(query_error("looking up listed senders"))? {
+            if parsed::<ListKind>(&row, "list")? != ListKind::Blacklist {
+                continue;
+            }
+            let kind: String = col(&row, "kind")?;
+            let value: String = col(&row, "value")?;
+            if let Some(identity) = chunk.iter().find(|id| id.kind().as_str() == kind && id.value() == value) {
+                found.insert(identity.clone());
             }
         }
     }
@@ -393,7 +465,7 @@ async fn stored_sender_history(
         (IdentityKind::Handle, "sender_handle"),
     ] {
         let of_kind: Vec<&SourceRef> = identities.iter().filter(|id| id.kind() == kind).collect();
-        for chunk in of_kind.chunks(500) {
+        for chunk in of_kind.chunks(KEYS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT {column} AS sender, \
                  CAST(COALESCE(SUM(CASE WHEN verdict = 'spam' THEN 1 ELSE 0 END), 0) AS BIGINT) AS spam, \
@@ -425,15 +497,23 @@ async fn stored_contact_leads(
     backend: Backend,
     contacts: &[i64],
 ) -> Result<HashMap<ContactSlot, ContactLeads>, StoreError> {
+    // Junk leads decide nothing (not open, not a real lead), and a spammer
+    // collects one per message: naming the other stages lets the
+    // (contact_id, stage) index skip them instead of reading each row.
+    let stages: Vec<LeadStage> = LeadStage::ALL.into_iter().filter(|s| *s != LeadStage::Junk).collect();
     let mut found: HashMap<ContactSlot, ContactLeads> = HashMap::new();
-    for chunk in contacts.chunks(500) {
+    for chunk in contacts.chunks(KEYS_PER_LOOKUP) {
         let sql = format!(
-            "SELECT id, contact_id, stage FROM leads WHERE contact_id IN ({}) ORDER BY id DESC",
-            backend.placeholders(1, chunk.len())
+            "SELECT id, contact_id, stage FROM leads WHERE contact_id IN ({}) AND stage IN ({}) ORDER BY id DESC",
+            backend.placeholders(1, chunk.len()),
+            backend.placeholders(chunk.len() + 1, stages.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
         for id in chunk {
             query = query.bind(*id);
+        }
+        for stage in &stages {
+            query = query.bind(stage.as_str());
         }
         for row in query.fetch_all(&mut **tx).await.map_err(query_error("reading contacts' leads"))? {
             let stage: LeadStage = parsed(&row, "stage")?;
@@ -677,29 +757,70 @@ async fn insert_messages(
     Ok(())
 }
 
+/// Adds the blacklist entries `(message position, identity, reason)` not
+/// already listed, with their audit rows, in a statement or two per chunk
+/// (one statement per sender was a round trip per spammer). Returns the
+/// entries added.
 async fn insert_auto_blacklist(
     tx: &mut Tx<'_>,
-    identity: &SourceRef,
-    reason: &str,
+    backend: Backend,
+    entries: &[(usize, &SourceRef, String)],
     at_ms: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Vec<(usize, SourceRef)>, StoreError> {
     let list = ListKind::Blacklist.as_str();
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO list_entries (list, kind, value, reason, origin, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, 'auto', 'triage', $5) \
-         ON CONFLICT (list, kind, value) WHERE removed_at IS NULL DO NOTHING RETURNING id",
-    )
-    .bind(list)
-    .bind(identity.kind().as_str())
-    .bind(identity.value())
-    .bind(reason)
-    .bind(at_ms)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(query_error("auto-blacklisting a sender"))?;
-    let Some(id) = id else { return Ok(false) };
-    crate::lists::insert_audit(tx, id, ListKind::Blacklist, identity, "added", "triage", reason, at_ms).await?;
-    Ok(true)
+    let mut added = Vec::new();
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("({}, 'auto', 'triage')", backend.placeholders(5 * i + 1, 5))).collect();
+        let sql = format!(
+            "INSERT INTO list_entries (list, kind, value, reason, created_at, origin, created_by) VALUES {} \
+             ON CONFLICT (list, kind, value) WHERE removed_at IS NULL DO NOTHING RETURNING id, kind, value",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, identity, reason) in chunk {
+            query = query
+                .bind(list)
+                .bind(identity.kind().as_str())
+                .bind(identity.value())
+                .bind(reason.as_str())
+                .bind(at_ms);
+        }
+        let rows = query.fetch_all(&mut **tx).await.map_err(query_error("auto-blacklisting senders"))?;
+        let mut created: Vec<(i64, &(usize, &SourceRef, String))> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = col(row, "kind")?;
+            let value: String = col(row, "value")?;
+            if let Some(entry) = chunk.iter().find(|(_, id, _)| id.kind().as_str() == kind && id.value() == value) {
+                created.push((col(row, "id")?, entry));
+            }
+        }
+        if created.is_empty() {
+            continue;
+        }
+        // Audit rows in entry order, as one statement per entry wrote them.
+        created.sort_unstable_by_key(|(id, _)| *id);
+        let values: Vec<String> = (0..created.len())
+            .map(|i| format!("({}, 'added', 'triage')", backend.placeholders(6 * i + 1, 6)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO list_audit (entry_id, list, kind, value, reason, at, action, actor) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, (_, identity, reason)) in &created {
+            query = query
+                .bind(*id)
+                .bind(list)
+                .bind(identity.kind().as_str())
+                .bind(identity.value())
+                .bind(reason.as_str())
+                .bind(at_ms);
+        }
+        query.execute(&mut **tx).await.map_err(query_error("writing the list audit trail"))?;
+        added.extend(created.into_iter().map(|(_, (position, identity, _))| (*position, (*identity).clone())));
+    }
+    Ok(added)
 }
 
 pub(crate) async fn insert_quarantine(tx: &mut Tx<'_>, record: &Quarantined) -> Result<i64, StoreError> {
@@ -758,7 +879,7 @@ async fn attach_to_leads(
         return Ok(());
     }
     let attached: Vec<(i64, i64)> = attached.iter().map(|(lead, extra)| (*lead, *extra)).collect();
-    for chunk in attached.chunks(500) {
+    for chunk in attached.chunks(KEYS_PER_LOOKUP) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(CAST(${} AS BIGINT), CAST(${} AS BIGINT))", 2 * i + 2, 2 * i + 3))
             .collect();

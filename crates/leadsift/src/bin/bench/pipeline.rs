@@ -98,6 +98,12 @@ impl TriageProcess {
         Ok(TriageProcess { child, assigned, address })
     }
 
+    /// CPU ticks (utime + stime, all threads) this process used so far; `None` off Linux.
+    fn cpu_ticks(&self) -> Option<u64> {
+        let fields = proc_stat(self.child.id())?;
+        Some(fields.get(11..13)?.iter().filter_map(|f| f.parse::<u64>().ok()).sum())
+    }
+
     fn assigned(&self) -> usize {
         *self.assigned.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -180,6 +186,83 @@ async fn drop_database(admin_url: &str, name: &str) {
     }
 }
 
+/// PostgreSQL's work during the timed window, independent of how loaded the
+/// machine is: CPU time of the server processes (from /proc, when the server
+/// runs on this host), WAL written, and the database's transactions and rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct PgWork {
+    /// utime + stime of the postmaster, its live children and its reaped children, in clock ticks.
+    cpu_ticks: Option<u64>,
+    wal_bytes: i64,
+    commits: i64,
+    rows_written: i64,
+}
+
+impl PgWork {
+    async fn sample(conn: &mut sqlx::PgConnection) -> anyhow::Result<PgWork> {
+        let (wal, commits, rows_written): (i64, i64, i64) = sqlx::query_as(
+            "SELECT CAST(pg_current_wal_lsn() - '0/0' AS BIGINT), xact_commit, \
+             tup_inserted + tup_updated + tup_deleted \
+             FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        // The checkpointer is a child of the postmaster, which is the parent of every backend.
+        let checkpointer: Option<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+                .fetch_optional(&mut *conn)
+                .await?;
+        let cpu_ticks = checkpointer.and_then(|pid| server_cpu_ticks(u32::try_from(pid).ok()?));
+        Ok(PgWork { cpu_ticks, wal_bytes: wal, commits, rows_written })
+    }
+
+    fn since(self, before: PgWork) -> PgWork {
+        PgWork {
+            cpu_ticks: self.cpu_ticks.zip(before.cpu_ticks).map(|(a, b)| a.saturating_sub(b)),
+            wal_bytes: self.wal_bytes - before.wal_bytes,
+            commits: self.commits - before.commits,
+            rows_written: self.rows_written - before.rows_written,
+        }
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name.
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU ticks of the whole PostgreSQL server: the postmaster's own and its
+/// children's, live (utime + stime) and exited (cutime + cstime, which the
+/// postmaster collected when it reaped them). Linux only; `None` elsewhere or
+/// when the server is not on this host.
+fn server_cpu_ticks(checkpointer: u32) -> Option<u64> {
+    // After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+    let postmaster: u32 = proc_stat(checkpointer)?.get(1)?.parse().ok()?;
+    let ticks = |fields: &[String], range: std::ops::Range<usize>| -> u64 {
+        fields[range].iter().filter_map(|f| f.parse::<u64>().ok()).sum()
+    };
+    let own = proc_stat(postmaster)?;
+    let mut total = ticks(&own, 11..15);
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if let Some(fields) = proc_stat(pid)
+            && fields.get(1).is_some_and(|ppid| *ppid == postmaster.to_string())
+        {
+            total += ticks(&fields, 11..13);
+        }
+    }
+    Some(total)
+}
+
+/// CPU ticks (utime + stime, all threads) of this process.
+fn own_cpu_ticks() -> Option<u64> {
+    Some(proc_stat(std::process::id())?.get(11..13)?.iter().filter_map(|f| f.parse::<u64>().ok()).sum())
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), 100 on every Linux we run on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
 async fn stored(conn: &mut sqlx::PgConnection) -> i64 {
     // The table exists once the first triage process migrated.
     sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM messages").fetch_one(conn).await.unwrap_or(0)
@@ -232,6 +315,10 @@ async fn measure(
     settings.linger = Duration::from_millis(5);
     let intake = KafkaQueue::connect(settings, QueueRole::Publish)?;
     let options = ParseOptions::default();
+    let mut probe = sqlx::PgConnection::connect(db_url).await?;
+    let before = PgWork::sample(&mut probe).await?;
+    let triage_before: Option<u64> = triage.iter().map(TriageProcess::cpu_ticks).sum();
+    let bench_before = own_cpu_ticks();
 
     let started = Instant::now();
     for chunk in lines.chunks(2000) {
@@ -255,6 +342,12 @@ async fn measure(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let rate = args.messages as f64 / elapsed;
+    let triage_ticks = triage.iter().map(TriageProcess::cpu_ticks).sum::<Option<u64>>().zip(triage_before);
+    let bench_ticks = own_cpu_ticks().zip(bench_before);
+    // The triage processes' backends report their statistics as they exit.
+    drop(triage);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let work = PgWork::sample(&mut probe).await?.since(before);
     println!(
         "round {}: {} triage process(es): {} messages published in {:.2} s, all verdicts committed after {elapsed:.2} s = {rate:.0} msg/s",
         round + 1,
@@ -262,7 +355,29 @@ async fn measure(
         args.messages,
         published.as_secs_f64()
     );
-    drop(triage);
+    let per_10k = 10_000.0 / args.messages as f64;
+    println!(
+        "  PostgreSQL: {} CPU s / 10k msg, {:.0} WAL bytes/msg, {:.3} transactions/msg (triage and single reads), {:.1} rows written/msg",
+        work.cpu_ticks.map_or_else(
+            || "n/a (server not on this host)".to_owned(),
+            |t| format!("{:.2}", t as f64 / CLOCK_TICKS_PER_SECOND * per_10k)
+        ),
+        work.wal_bytes as f64 / args.messages as f64,
+        work.commits as f64 / args.messages as f64,
+        work.rows_written as f64 / args.messages as f64,
+    );
+    let cpu = |ticks: Option<(u64, u64)>| {
+        ticks.map_or_else(
+            || "n/a".to_owned(),
+            |(after, before)| format!("{:.2}", after.saturating_sub(before) as f64 / CLOCK_TICKS_PER_SECOND * per_10k),
+        )
+    };
+    println!(
+        "  CPU s / 10k msg: triage processes {}, this process (intake and the mock broker) {}",
+        cpu(triage_ticks),
+        cpu(bench_ticks)
+    );
+    drop(probe);
     let mut conn = sqlx::PgConnection::connect(db_url).await?;
     let stored = stored(&mut conn).await;
     anyhow::ensure!(
