@@ -314,7 +314,8 @@ async fn repeated_short_calls_from_one_number_become_spam() {
     let verdict = |id: &str| format!("SELECT verdict FROM messages WHERE dedup_key = 'call:{id}'");
     assert_eq!(s.text(&verdict("in_2001")).await.as_deref(), Some("inquiry"), "a first missed call is a lead");
     assert_eq!(s.text(&verdict("in_2002")).await.as_deref(), Some("inquiry"), "a second try is a person");
-    assert_eq!(s.text(&verdict("in_2003")).await.as_deref(), Some("spam"));
+    let reasons = s.text("SELECT reasons FROM messages WHERE dedup_key = 'call:in_2003'").await.unwrap_or_default();
+    assert_eq!(s.text(&verdict("in_2003")).await.as_deref(), Some("spam"), "reasons: {reasons}");
     assert!(
         s.text("SELECT reasons FROM messages WHERE dedup_key = 'call:in_2003'")
             .await

@@ -65,10 +65,15 @@ impl<R: EvidenceSource> CombinedClassifier<R> {
         &self.model
     }
 
-    /// Rules evidence followed by the model's reasons.
+    /// Rules evidence followed by the model's reasons. A message with no
+    /// words at all (a call without a transcript, an empty form) gives the
+    /// model nothing to read, so it gets no say: its prior for empty input
+    /// would otherwise outvote rules that see what it cannot (call history).
     pub fn evidence(&self, message: &Message) -> Evidence {
         let mut evidence = self.rules.evidence(message);
-        evidence.merge(self.model.evidence(message));
+        if has_words(message) {
+            evidence.merge(self.model.evidence(message));
+        }
         evidence
     }
 }
@@ -77,6 +82,11 @@ impl<R: EvidenceSource> Classifier for CombinedClassifier<R> {
     fn classify(&self, message: &Message, standing: &SenderStanding) -> Classification {
         self.rules.scoring().decide(self.evidence(message), standing)
     }
+}
+
+fn has_words(message: &Message) -> bool {
+    let readable = |text: &str| text.chars().any(char::is_alphanumeric);
+    readable(&message.text) || message.subject.as_deref().is_some_and(readable)
 }
 
 /// The model alone under the default scoring policy (for `eval` comparisons).
@@ -115,6 +125,18 @@ mod tests {
         );
         m.sender.email = leadsift_core::EmailAddress::parse("friend@partner.example").ok();
         m
+    }
+
+    #[test]
+    fn a_message_without_words_is_left_to_the_rules() {
+        let classifier = CombinedClassifier::new(RuleSet::builtin(), trained());
+        let mut call = message(Channel::Call, None, "");
+        call.call = Some(leadsift_core::CallInfo { duration_secs: 3, answered: false });
+        let reasons = classifier.evidence(&call).reasons().iter().map(|r| r.rule.clone()).collect::<Vec<_>>();
+        assert!(!reasons.iter().any(|r| r.starts_with("model:")), "{reasons:?}");
+        let spoken = message(Channel::Call, None, "Хочу заказать монтаж фасада");
+        let reasons = classifier.evidence(&spoken).reasons().iter().map(|r| r.rule.clone()).collect::<Vec<_>>();
+        assert!(reasons.iter().any(|r| r.starts_with("model:")), "{reasons:?}");
     }
 
     #[test]
