@@ -9,9 +9,7 @@
 //! PostgreSQL.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -282,48 +280,25 @@ fn answer(s: &mut FakeState, user: &str, token: &str, method: &str, params: &Val
 
 // ---------------------------------------------------------------- the daemon
 
-struct Daemon {
-    child: std::process::Child,
-    address: String,
-    log: Arc<Mutex<Vec<String>>>,
+/// The shared test daemon, plus what only these tests need.
+struct Daemon(crate::pipeline::Daemon);
+
+impl std::ops::Deref for Daemon {
+    type Target = crate::pipeline::Daemon;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Daemon {
     /// Starts `leadsift run` with debug logging, the webhook URL in the environment.
     fn start(config: &Path, bitrix_port: u16) -> Daemon {
-        let mut child = leadsift_integration_tests::leadsift_command()
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .env("LEADSIFT_LOG", "debug,sqlx=warn,hyper=info,h2=info")
-            .env(WEBHOOK_ENV, format!("http://127.0.0.1:{bitrix_port}/rest/1/{TOKEN}/"))
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("HTTP server listening")
-                    && let Some(rest) = line.split("address=").nth(1)
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let address = rx.recv_timeout(Duration::from_secs(30)).expect("daemon announced its HTTP address");
-        Daemon { child, address, log }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.address)).await.unwrap().text().await.unwrap()
+        Daemon(crate::pipeline::Daemon::spawn(
+            leadsift_integration_tests::leadsift_command()
+                .args(["--config", config.to_str().unwrap(), "run"])
+                .env("LEADSIFT_LOG", "debug,sqlx=warn,hyper=info,h2=info")
+                .env(WEBHOOK_ENV, format!("http://127.0.0.1:{bitrix_port}/rest/1/{TOKEN}/")),
+        ))
     }
 
     async fn post_event(&self, event: &Value) {
@@ -343,13 +318,6 @@ impl Daemon {
         assert!(log.contains("bitrix24"), "the sync logged nothing:\n{log}");
         assert!(!log.contains(TOKEN), "the webhook token leaked into the log:\n{log}");
         assert!(!self.metrics().await.contains(TOKEN), "the webhook token leaked into the metrics");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,80 +3,23 @@
 //! IDLE), survives SIGKILL, handles a UIDVALIDITY change, retries an
 //! unreachable server, acts on verdicts and learns from folders.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leadsift_core::LeadStore as _;
 use leadsift_integration_tests::mailservers::{Dovecot, IMAP_PASSWORD, free_port};
 use leadsift_integration_tests::{TestDb, leadsift_command};
 
-/// `leadsift run` with its stderr collected.
-pub struct Daemon {
-    child: std::process::Child,
-    pub address: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
+pub(crate) use crate::pipeline::Daemon;
 
-impl Daemon {
-    pub fn start(config: &Path) -> Daemon {
-        let mut child = leadsift_command()
+/// `leadsift run` on `config`, with the test IMAP password and IMAP debug logs.
+pub(crate) fn start_daemon(config: &Path) -> Daemon {
+    Daemon::spawn(
+        leadsift_command()
             .args(["--config", config.to_str().unwrap(), "run"])
             .env("LEADSIFT_TEST_IMAP_PASSWORD", IMAP_PASSWORD)
-            .env("LEADSIFT_LOG", "info,sqlx=warn,leadsift_imap=debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("HTTP server listening")
-                    && let Some(rest) = line.split("address=").nth(1)
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let address = rx.recv_timeout(Duration::from_secs(30)).expect("daemon announced its HTTP address");
-        Daemon { child, address, log }
-    }
-
-    pub fn log_count(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
-    }
-
-    pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.address)).await.unwrap().text().await.unwrap()
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .env("LEADSIFT_LOG", "info,sqlx=warn,leadsift_imap=debug"),
+    )
 }
 
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -163,7 +106,7 @@ async fn appended_mail_is_triaged_acted_on_and_learnt_from() {
          flag_inquiries = true\n",
     );
     let config = write_config(dir.path(), &db, &account);
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
 
     let limit = Duration::from_secs(30);
     wait_until("3 stored messages", limit, &daemon, async || count(&db, "SELECT COUNT(*) FROM messages").await == 3)
@@ -237,7 +180,7 @@ async fn idle_picks_new_mail_up_within_two_seconds() {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &dovecot.account_toml("sales", "idle = true\npoll_secs = 60\n"));
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     let limit = Duration::from_secs(20);
     wait_until("first sync", limit, &daemon, async || checkpoint(&db, "INBOX").await.is_some()).await;
     // Give the worker a moment to enter IDLE after its first sync.
@@ -267,7 +210,7 @@ async fn server_without_idle_is_polled() {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &dovecot.account_toml("sales", "idle = true\npoll_secs = 1\n"));
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     let limit = Duration::from_secs(20);
     wait_until("connected without IDLE", limit, &daemon, async || daemon.log_count("idle=false") >= 1).await;
     dovecot.append("INBOX", &[inquiry("poll-1")]).await;
@@ -298,7 +241,7 @@ async fn sigkill_mid_batch(dovecot: Dovecot, db: TestDb) {
     dovecot.append("INBOX", &mails).await;
     let config = write_config(dir.path(), &db, &dovecot.account_toml("sales", "batch_size = 10\npoll_secs = 1\n"));
 
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     wait_until("some progress", Duration::from_secs(60), &daemon, async || {
         count(&db, "SELECT COUNT(*) FROM messages").await >= 30
     })
@@ -310,7 +253,7 @@ async fn sigkill_mid_batch(dovecot: Dovecot, db: TestDb) {
     eprintln!("killed with {stored_at_kill} stored, {queued_at_kill} queued, checkpoint at UID {checkpoint_at_kill}");
     assert!(stored_at_kill < MAILS, "killed midway");
 
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     wait_until("every mail", Duration::from_secs(120), &daemon, async || {
         count(&db, "SELECT COUNT(*) FROM messages").await >= MAILS
             && count(&db, "SELECT COUNT(*) FROM inbox").await == 0
@@ -340,7 +283,7 @@ async fn uidvalidity_change_rereads_without_loss_or_duplicates() {
     dovecot.append("Sales", &old).await;
     let config =
         write_config(dir.path(), &db, &dovecot.account_toml("sales", "folders = [\"Sales\"]\npoll_secs = 1\n"));
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     let limit = Duration::from_secs(30);
     wait_until("old mail", limit, &daemon, async || count(&db, "SELECT COUNT(*) FROM messages").await == 3).await;
     wait_until("checkpoint", limit, &daemon, async || checkpoint(&db, "Sales").await.is_some_and(|c| c.1 == 3)).await;
@@ -385,7 +328,7 @@ async fn unreachable_server_is_retried_without_crashing() {
          backoff_max_ms = 1000\ntimeout_secs = 5\npoll_secs = 1\n"
     );
     let config = write_config(dir.path(), &db, &account);
-    let mut daemon = Daemon::start(&config);
+    let mut daemon = start_daemon(&config);
     let needle = format!("cannot connect to IMAP server 127.0.0.1:{port}");
     wait_until("repeated connect errors", Duration::from_secs(20), &daemon, async || daemon.log_count(&needle) >= 3)
         .await;
@@ -425,7 +368,7 @@ async fn tls_server_is_read_with_its_ca_file_and_refused_without() {
     let trusted = account("trusted", &format!("ca_file = \"{}\"\n", cert.display()));
     let untrusted = account("untrusted", "");
     let config = write_config(dir.path(), &db, &format!("{trusted}{untrusted}"));
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     let limit = Duration::from_secs(20);
     wait_until("a TLS session", limit, &daemon, async || daemon.log_count("IMAP connected") >= 1).await;
     dovecot.append("INBOX", &[inquiry("tls-1")]).await;

@@ -8,7 +8,7 @@ use leadsift_formats::{ParseOptions, parse_rfc822};
 use leadsift_integration_tests::mailservers::{SmtpSink, free_port};
 use leadsift_integration_tests::{TestDb, fixtures};
 
-use crate::imap::{Daemon, count, inquiry, spam, wait_until};
+use crate::imap::{count, inquiry, spam, start_daemon, wait_until};
 
 const MANAGERS: [&str; 2] = ["anna@our.example", "boris@our.example"];
 
@@ -56,7 +56,7 @@ async fn new_inquiry_emails_its_manager_and_spam_emails_nobody() {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &db, sink.port);
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     let inbox = dir.path().join("inbox");
     std::fs::write(inbox.join("spam.eml"), spam("n-spam")).unwrap();
     std::fs::copy(fixtures().join("inquiry-ru.eml"), inbox.join("inquiry.eml")).unwrap();
@@ -98,7 +98,7 @@ async fn new_inquiry_emails_its_manager_and_spam_emails_nobody() {
 
     // A restart does not send again.
     drop(daemon);
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.mails().len(), 2, "no re-send after restart; log:\n{}", daemon.log_text());
 }
@@ -112,7 +112,7 @@ async fn smtp_outage_delays_the_email_but_does_not_lose_it() {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &db, port);
-    let daemon = Daemon::start(&config);
+    let daemon = start_daemon(&config);
     std::fs::write(dir.path().join("inbox").join("one.eml"), inquiry("outage-1")).unwrap();
     let limit = Duration::from_secs(30);
     wait_until("a failed send", limit, &daemon, async || daemon.log_count("notification failed; retrying") >= 1).await;

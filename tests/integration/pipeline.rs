@@ -112,7 +112,9 @@ impl Daemon {
         let sink = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("address=").nth(1) {
+                if line.contains("HTTP server listening")
+                    && let Some(rest) = line.split("address=").nth(1)
+                {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
                 }
                 sink.lock().unwrap().push(line);
@@ -123,7 +125,29 @@ impl Daemon {
     }
 
     pub(crate) fn log_contains(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.log_count(needle) > 0
+    }
+
+    pub(crate) fn log_count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.address)).await.unwrap().text().await.unwrap()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
