@@ -161,6 +161,7 @@ conformance!(
     every_message_is_delivered_in_sender_order_and_never_again_once_acked,
     unacked_messages_are_redelivered_after_a_crash,
     failing_messages_are_retried_then_dead_lettered_with_their_error,
+    depth_counts_the_messages_not_yet_acked_and_answers_at_once,
 );
 
 fn message(key: &str, from: &str) -> Message {
@@ -305,4 +306,53 @@ async fn failing_messages_are_retried_then_dead_lettered_with_their_error(backen
     let queue = backend.open().await;
     let again = receive_until_sentinel(queue.as_ref(), "sentinel-3").await;
     assert!(again.is_empty(), "{:?}", again.iter().map(key).collect::<Vec<_>>());
+}
+
+/// Polls `depth` until it reports `want`.
+async fn depth_becomes(queue: &dyn Queue, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let depth = queue.depth().await.unwrap();
+        if depth == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "depth is {depth}, not {want}, after 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn depth_counts_the_messages_not_yet_acked_and_answers_at_once(backend: &dyn Backend) {
+    let queue = backend.open().await;
+    let messages: Vec<Message> = (0..6)
+        .map(|i| message(&format!("d{i}"), if i % 2 == 0 { "eva@firm.example" } else { "fedor@shop.example" }))
+        .collect();
+    queue.publish(&messages).await.unwrap();
+    let delivered = receive(queue.as_ref(), messages.len()).await;
+    depth_becomes(queue.as_ref(), 6).await;
+    let (done, in_flight) = delivered.split_at(2);
+    queue.ack(&done.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap();
+    // Kafka counts a partition from its first unacked message, so acking
+    // out of order may not lower it yet; it never counts acked messages twice.
+    let depth = queue.depth().await.unwrap();
+    assert!((4..=6).contains(&depth), "depth {depth} after acking 2 of 6");
+    queue.ack(&in_flight.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap();
+    depth_becomes(queue.as_ref(), 0).await;
+    // An idle triage worker asks for the depth between empty receives, and
+    // /metrics on every scrape: once running, it must come without a slow
+    // broker round trip (Kafka's very first answers may need one, before
+    // librdkafka's first statistics).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quick_in_a_row = 0;
+    while quick_in_a_row < 3 {
+        assert!(Instant::now() < deadline, "depth never answered at once three times in a row within 30 s");
+        let idle = Instant::now();
+        while idle.elapsed() < Duration::from_millis(2100) {
+            // Past the Kafka queue's cached figure.
+            assert!(queue.receive(10).await.unwrap().is_empty(), "nothing is left to deliver");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let asked = Instant::now();
+        assert_eq!(queue.depth().await.unwrap(), 0);
+        quick_in_a_row = if asked.elapsed() < Duration::from_millis(100) { quick_in_a_row + 1 } else { 0 };
+    }
 }

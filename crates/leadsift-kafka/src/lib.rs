@@ -19,7 +19,7 @@ mod config;
 pub mod mock;
 mod offsets;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList};
 
 pub use config::KafkaSettings;
@@ -41,6 +42,13 @@ pub const HEADER_SOURCE: &str = "leadsift-source";
 
 /// How long a computed queue depth is reused.
 const DEPTH_REFRESH: Duration = Duration::from_secs(2);
+
+/// How often librdkafka reports statistics, which carry each partition's
+/// high watermark as of the last fetch.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// High watermarks older than this are not trusted for the depth.
+const WATERMARKS_FRESH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaQueueError {
@@ -89,6 +97,11 @@ struct Shared {
     /// Signalled whenever messages finish, for drains.
     finished: Condvar,
     retries: Mutex<VecDeque<Retry>>,
+    /// Each partition's high watermark from the last statistics, and when
+    /// they came: the depth without a round trip to the broker (one that
+    /// queues behind the consumer's long-polling fetch on the same
+    /// connection took 2–3 s for six partitions).
+    high_watermarks: Mutex<Option<(Instant, HashMap<i32, i64>)>>,
 }
 
 impl Shared {
@@ -99,6 +112,10 @@ impl Shared {
 
     fn retries(&self) -> MutexGuard<'_, VecDeque<Retry>> {
         self.retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn high_watermarks(&self) -> MutexGuard<'_, Option<(Instant, HashMap<i32, i64>)>> {
+        self.high_watermarks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn positions(&self, positions: &[(i32, i64)]) -> Result<TopicPartitionList, KafkaError> {
@@ -116,7 +133,19 @@ struct TriageContext {
     shared: Arc<Shared>,
 }
 
-impl ClientContext for TriageContext {}
+impl ClientContext for TriageContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.shared.topic) else { return };
+        // Partition -1 is librdkafka's internal "unassigned" partition.
+        let watermarks: HashMap<i32, i64> = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+            .map(|p| (p.partition, p.hi_offset))
+            .collect();
+        *self.shared.high_watermarks() = Some((Instant::now(), watermarks));
+    }
+}
 
 impl ConsumerContext for TriageContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -216,6 +245,7 @@ impl KafkaQueue {
             tracker: Mutex::new(OffsetTracker::default()),
             finished: Condvar::new(),
             retries: Mutex::new(VecDeque::new()),
+            high_watermarks: Mutex::new(None),
         });
         let consumer = match role {
             QueueRole::Publish => None,
@@ -229,6 +259,7 @@ impl KafkaQueue {
                     .set("enable.partition.eof", "false")
                     .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
                     .set("heartbeat.interval.ms", (settings.session_timeout.as_millis() / 4).max(100).to_string())
+                    .set("statistics.interval.ms", STATISTICS_INTERVAL.as_millis().to_string())
                     .create_with_context(TriageContext { shared: Arc::clone(&shared) })
                     .map_err(|source| KafkaQueueError::CreatingClient { client: "consumer", source })?;
                 consumer
@@ -465,9 +496,11 @@ impl Queue for KafkaQueue {
     }
 
     /// Messages behind this member's committed position on the partitions
-    /// it owns (an intake-only process owns none). Asking the broker for
-    /// watermarks is a round trip, so the figure is refreshed at most once
-    /// per `DEPTH_REFRESH`.
+    /// it owns (an intake-only process owns none). The high watermarks come
+    /// from librdkafka's statistics (every `STATISTICS_INTERVAL`, from its
+    /// fetches), so the answer needs no broker round trip; only before the
+    /// first statistics arrive is the broker asked. The figure is reused
+    /// for `DEPTH_REFRESH`.
     async fn depth(&self) -> Result<u64, QueueError> {
         let Some(consumer) = &self.consumer else { return Ok(0) };
         if let Some((at, depth)) = *self.depth_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -477,29 +510,56 @@ impl Queue for KafkaQueue {
         }
         let assignment = consumer.assignment().map_err(unavailable("reading the assignment"))?;
         let positions = consumer.position().map_err(unavailable("reading positions"))?;
-        let committable: Vec<Option<i64>> = {
-            let tracker = self.shared.tracker();
-            assignment.elements().iter().map(|e| tracker.committable(e.partition())).collect()
-        };
-        let consumer = Arc::clone(consumer);
         let topic = self.settings.topic.clone();
-        let depth = tokio::task::spawn_blocking(move || -> Result<u64, KafkaError> {
-            let mut depth = 0u64;
-            for (element, committable) in assignment.elements().iter().zip(committable) {
-                let partition = element.partition();
-                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1))?;
-                let position = committable.or_else(|| {
-                    positions
-                        .find_partition(&topic, partition)
-                        .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None })
-                });
-                depth += u64::try_from(high - position.unwrap_or(high)).unwrap_or(0);
+        let behind: Vec<(i32, Option<i64>)> = {
+            let tracker = self.shared.tracker();
+            assignment
+                .elements()
+                .iter()
+                .map(|element| {
+                    let partition = element.partition();
+                    let position = tracker.committable(partition).or_else(|| {
+                        positions
+                            .find_partition(&topic, partition)
+                            .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None })
+                    });
+                    (partition, position)
+                })
+                .collect()
+        };
+        let depth_from = |high: &dyn Fn(i32) -> Option<i64>| -> Option<u64> {
+            behind.iter().try_fold(0u64, |depth, (partition, position)| {
+                let high = high(*partition)?;
+                Some(depth + u64::try_from(high - position.unwrap_or(high)).unwrap_or(0))
+            })
+        };
+        let from_statistics = match &*self.shared.high_watermarks() {
+            Some((at, watermarks)) if at.elapsed() < WATERMARKS_FRESH => {
+                depth_from(&|partition| watermarks.get(&partition).copied())
             }
-            Ok(depth)
-        })
-        .await
-        .map_err(|e| QueueError::Unavailable { operation: "reading watermarks", source: e.into() })?
-        .map_err(unavailable("reading watermarks"))?;
+            _ => None,
+        };
+        let depth = match from_statistics {
+            Some(depth) => depth,
+            // No statistics yet (just started) or a partition missing from them: ask the broker.
+            None => {
+                let consumer = Arc::clone(consumer);
+                let partitions: Vec<i32> = behind.iter().map(|(partition, _)| *partition).collect();
+                let watermarks = tokio::task::spawn_blocking(move || -> Result<HashMap<i32, i64>, KafkaError> {
+                    partitions
+                        .into_iter()
+                        .map(|partition| {
+                            let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1))?;
+                            Ok((partition, high))
+                        })
+                        .collect()
+                })
+                .await
+                .map_err(|e| QueueError::Unavailable { operation: "reading watermarks", source: e.into() })?
+                .map_err(unavailable("reading watermarks"))?;
+                depth_from(&|partition| watermarks.get(&partition).copied()).unwrap_or(0)
+            }
+        };
         *self.depth_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), depth));
         Ok(depth)
     }
