@@ -239,6 +239,9 @@ async fn daemon_hot_reloads_rules_keeps_old_ones_on_error_and_serves_metrics() {
         "leadsift_messages_triaged_total{channel=\"email\",verdict=\"non_target\"} 2",
         "leadsift_quarantined_total{stage=\"intake\"} 1",
         "leadsift_triage_latency_seconds_count",
+        "leadsift_triage_phase_seconds_count{phase=\"classify\"}",
+        "leadsift_triage_phase_seconds_count{phase=\"store\"}",
+        "leadsift_triage_phase_seconds_count{phase=\"idle\"}",
         "leadsift_queue_depth",
         "leadsift_rule_hits_total{rule=\"TEST_MARKER\"} 2",
     ] {

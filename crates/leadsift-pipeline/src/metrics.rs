@@ -1,7 +1,7 @@
 //! Prometheus metrics of the pipeline. Labels are bounded: channel,
 //! verdict, rule id, outcome — never an address or a phone number.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// All pipeline metrics, registered in one registry that `/metrics` serves.
 #[derive(Debug, Clone)]
@@ -21,6 +21,10 @@ pub struct Metrics {
     pub auto_blacklisted: IntCounter,
     /// Classification and store time of one message, averaged over its batch.
     pub triage_latency: Histogram,
+    /// Wall time of each step of a triage batch (receive, standings,
+    /// classify, store, ack) and of waiting for work (idle): shows whether
+    /// the queue, the classifier or the store holds triage back.
+    pub triage_phase: HistogramVec,
     /// Rules file reloads, by result (ok, error).
     pub rules_reloads: IntCounterVec,
     /// Rules in force.
@@ -60,6 +64,12 @@ impl Metrics {
                 .buckets(vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
         )
         .expect("static metric");
+        let triage_phase = HistogramVec::new(
+            HistogramOpts::new("triage_phase_seconds", "Wall time of one step of a triage batch.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["phase"],
+        )
+        .expect("static metric");
         let rules_loaded = IntGauge::new("rules_loaded", "Rules in force.").expect("static metric");
         let queue_depth =
             IntGauge::new("queue_depth", "Messages waiting or in flight in the queue.").expect("static metric");
@@ -72,6 +82,7 @@ impl Metrics {
             Box::new(model_version.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(auto_blacklisted.clone()),
             Box::new(triage_latency.clone()),
+            Box::new(triage_phase.clone()),
             Box::new(rules_loaded.clone()),
             Box::new(queue_depth.clone()),
             Box::new(triage_failures.clone()),
@@ -87,6 +98,7 @@ impl Metrics {
             leads_created,
             auto_blacklisted,
             triage_latency,
+            triage_phase,
             rules_reloads,
             rules_loaded,
             queue_depth,

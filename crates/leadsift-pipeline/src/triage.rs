@@ -102,14 +102,18 @@ impl TriageWorker {
 
     /// Processes up to one batch; returns what it did (all zero when the queue had nothing claimable).
     pub async fn process_batch(&self) -> Result<TriageReport, PipelineError> {
+        let receiving = Instant::now();
         let deliveries = self.queue.receive(self.settings.batch_size).await?;
         if deliveries.is_empty() {
+            self.phase("idle", receiving);
             return Ok(TriageReport::default());
         }
         let started = Instant::now();
+        self.phase("receive", receiving);
         let count = deliveries.len();
         let senders: Vec<_> = deliveries.iter().map(|d| d.message.sender.clone()).collect();
         let standings = self.store.standings(&senders, Utc::now()).await?;
+        let classifying = self.phase("standings", started);
         let rules = self.rules.current();
         let model = self.model.as_ref().map(|m| m.current());
         let routing = self.settings.routing;
@@ -119,6 +123,7 @@ impl TriageWorker {
         })
         .await
         .map_err(|e| PipelineError::Internal(format!("classification task failed: {e}")))?;
+        let storing = self.phase("classify", classifying);
         let mut report = TriageReport::default();
         let mut ids = Vec::with_capacity(count);
         let mut triaged = Vec::with_capacity(count);
@@ -133,7 +138,9 @@ impl TriageWorker {
         }
         match self.store.record_triage(&triaged, Utc::now()).await {
             Ok(writes) => {
+                let acking = self.phase("store", storing);
                 self.queue.ack(&ids).await?;
+                self.phase("ack", acking);
                 report.add(&self.account(&triaged, &writes));
             }
             Err(error) if triaged.len() > 1 => {
@@ -151,6 +158,13 @@ impl TriageWorker {
             self.metrics.triage_latency.observe(per_message);
         }
         Ok(report)
+    }
+
+    /// Records the time since `since` as `phase`; returns now, the start of the next phase.
+    fn phase(&self, phase: &str, since: Instant) -> Instant {
+        let now = Instant::now();
+        self.metrics.triage_phase.with_label_values(&[phase]).observe((now - since).as_secs_f64());
+        now
     }
 
     /// Isolates a failing message so the rest of its batch is stored.
@@ -233,17 +247,24 @@ impl TriageWorker {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
+            let asked = Instant::now();
             match self.process_batch().await {
                 Ok(report) if report.handled() > 0 => backoff = Duration::from_millis(100),
                 Ok(_) => {
+                    let idle = Instant::now();
                     if let Ok(depth) = self.queue.depth().await {
                         self.metrics.queue_depth.set(depth as i64);
                     }
+                    // A queue that waits for messages itself (Kafka) has already
+                    // spent most of the poll interval waiting: sleeping the whole
+                    // interval again would only delay the next message.
+                    let rest = self.settings.idle_poll.saturating_sub(asked.elapsed());
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         () = self.wake.notified() => {}
-                        () = tokio::time::sleep(self.settings.idle_poll) => {}
+                        () = tokio::time::sleep(rest) => {}
                     }
+                    self.phase("idle", idle);
                 }
                 Err(error) if error.is_retryable() => {
                     tracing::warn!(%error, retry_in = ?backoff, "triage failed; retrying");

@@ -8,6 +8,7 @@
 //! publish to Kafka with the idempotent producer, acks=all) and the clock
 //! stops when the last message's verdict is committed in PostgreSQL.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -85,7 +86,7 @@ impl TriageProcess {
                         .nth(1)
                         .map(|list| list.split(']').next().unwrap_or_default().split(',').count())
                 } else {
-                    if line.contains("ERROR") {
+                    if line.contains("ERROR") || line.contains("WARN") {
                         eprintln!("triage: {line}");
                     }
                     None
@@ -112,6 +113,37 @@ impl TriageProcess {
     /// its /metrics (incremented after the store transaction committed).
     /// Polling this instead of `COUNT(*)` keeps the bench off PostgreSQL.
     async fn stored(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .metrics()
+            .await?
+            .lines()
+            .filter(|l| l.starts_with("leadsift_messages_triaged_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+
+    /// Seconds spent in each triage phase and the number of batches, from
+    /// `leadsift_triage_phase_seconds`.
+    async fn phases(&self) -> anyhow::Result<BTreeMap<String, (f64, u64)>> {
+        let mut phases: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+        for line in self.metrics().await?.lines() {
+            let Some(rest) = line.strip_prefix("leadsift_triage_phase_seconds_") else { continue };
+            let (Some((series, value)), Some(phase)) =
+                (rest.rsplit_once(' '), rest.split("phase=\"").nth(1).and_then(|p| p.split('"').next()))
+            else {
+                continue;
+            };
+            let entry = phases.entry(phase.to_owned()).or_default();
+            if series.starts_with("sum") {
+                entry.0 += value.parse::<f64>().unwrap_or(0.0);
+            } else if series.starts_with("count") {
+                entry.1 += value.parse::<u64>().unwrap_or(0);
+            }
+        }
+        Ok(phases)
+    }
+
+    async fn metrics(&self) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let address = self
             .address
@@ -123,11 +155,7 @@ impl TriageProcess {
         stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n").await?;
         let mut body = String::new();
         stream.read_to_string(&mut body).await?;
-        Ok(body
-            .lines()
-            .filter(|l| l.starts_with("leadsift_messages_triaged_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64)
+        Ok(body)
     }
 }
 
@@ -269,6 +297,19 @@ async fn stored(conn: &mut sqlx::PgConnection) -> i64 {
 }
 
 /// One round with `processes` triage processes; returns messages per second.
+/// Seconds and batches per triage phase, summed over the processes.
+async fn phase_totals(triage: &[TriageProcess]) -> anyhow::Result<BTreeMap<String, (f64, u64)>> {
+    let mut phases: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for process in triage {
+        for (phase, (seconds, count)) in process.phases().await? {
+            let entry = phases.entry(phase).or_default();
+            entry.0 += seconds;
+            entry.1 += count;
+        }
+    }
+    Ok(phases)
+}
+
 async fn round(args: &PipelineArgs, leadsift: &Path, processes: usize, round: usize) -> anyhow::Result<f64> {
     let name = format!("leadsift_bench_{}_{round}_{processes}", std::process::id());
     let db_url = create_database(&args.pg, &name).await?;
@@ -319,6 +360,7 @@ async fn measure(
     let before = PgWork::sample(&mut probe).await?;
     let triage_before: Option<u64> = triage.iter().map(TriageProcess::cpu_ticks).sum();
     let bench_before = own_cpu_ticks();
+    let phases_before = phase_totals(&triage).await?;
 
     let started = Instant::now();
     for chunk in lines.chunks(2000) {
@@ -344,6 +386,12 @@ async fn measure(
     let rate = args.messages as f64 / elapsed;
     let triage_ticks = triage.iter().map(TriageProcess::cpu_ticks).sum::<Option<u64>>().zip(triage_before);
     let bench_ticks = own_cpu_ticks().zip(bench_before);
+    let mut phases = phase_totals(&triage).await?;
+    for (phase, (seconds, count)) in phases_before {
+        let entry = phases.entry(phase).or_default();
+        entry.0 -= seconds;
+        entry.1 = entry.1.saturating_sub(count);
+    }
     // The triage processes' backends report their statistics as they exit.
     drop(triage);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -376,6 +424,16 @@ async fn measure(
         "  CPU s / 10k msg: triage processes {}, this process (intake and the mock broker) {}",
         cpu(triage_ticks),
         cpu(bench_ticks)
+    );
+    let batches = phases.get("store").map_or(0, |(_, n)| *n);
+    println!(
+        "  triage batches: {batches} (mean {:.0} messages); wall s / 10k msg summed over workers: {}",
+        args.messages as f64 / batches.max(1) as f64,
+        phases
+            .iter()
+            .map(|(phase, (seconds, _))| format!("{phase} {:.2}", seconds * per_10k))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     drop(probe);
     let mut conn = sqlx::PgConnection::connect(db_url).await?;
