@@ -1,6 +1,6 @@
 //! Blacklist and allowlist entries, their audit trail, and sender standing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use leadsift_core::{
@@ -135,11 +135,30 @@ impl SqlStore {
             }
         }
         entries.sort_by_key(|e| (specificity(e), e.id));
+        // Exact identities through a map, domains (few) by scan: testing every
+        // entry against every sender of a 1,000-message batch was quadratic.
+        let mut exact: HashMap<(ListKind, &SourceRef), &ListEntry> = HashMap::new();
+        let mut domains: Vec<&ListEntry> = Vec::new();
+        for entry in &entries {
+            match entry.target {
+                SourceRef::Domain(_) => domains.push(entry),
+                _ => {
+                    exact.entry((entry.list, &entry.target)).or_insert(entry);
+                }
+            }
+        }
         Ok(senders
             .iter()
             .map(|sender| {
-                let find =
-                    |list: ListKind| entries.iter().find(|e| e.list == list && entry_matches(e, sender)).cloned();
+                let identities = sender.identities();
+                let find = |list: ListKind| {
+                    identities
+                        .iter()
+                        .filter_map(|identity| exact.get(&(list, identity)).copied())
+                        .min_by_key(|e| e.id)
+                        .or_else(|| domains.iter().copied().find(|e| e.list == list && entry_matches(e, sender)))
+                        .cloned()
+                };
                 SenderStanding { blocked: find(ListKind::Blacklist), allowed: find(ListKind::Allowlist) }
             })
             .collect())

@@ -541,8 +541,13 @@ async fn allocate_ids(
     }
     match backend {
         Backend::Postgres => {
+            // The sequence is looked up once (OFFSET 0 keeps the subquery from
+            // being flattened): resolving its name for every id was 5 % of
+            // PostgreSQL's CPU in the pipeline benchmark.
             let sql = format!(
-                "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id FROM generate_series(1, CAST($1 AS BIGINT))"
+                "SELECT nextval(s.seq) AS id \
+                 FROM (SELECT CAST(pg_get_serial_sequence('{table}', 'id') AS regclass) AS seq OFFSET 0) AS s \
+                 CROSS JOIN generate_series(1, CAST($1 AS BIGINT))"
             );
             let mut ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(count as i64)
