@@ -155,6 +155,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_users.sql"),
         include_str!("../migrations/postgres/0007_users.sql"),
     ),
+    (
+        8,
+        "partial sender indexes",
+        include_str!("../migrations/sqlite/0008_partial_sender_indexes.sql"),
+        include_str!("../migrations/postgres/0008_partial_sender_indexes.sql"),
+    ),
 ];
 
 /// The URL with any password replaced, for logs and errors.
