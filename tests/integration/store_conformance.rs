@@ -454,8 +454,17 @@ async fn list_entries_match_domains_expire_and_keep_an_audit_trail(db: &TestDb) 
     assert_eq!(actions, vec!["removed", "added"]);
     assert_eq!(audit[0].reason, "no longer a partner");
     // Re-adding after expiry retires the expired entry and creates a new one.
-    let readded = store.add_list_entry(&NewListEntry { expires_at: None, ..entry }, later).await.unwrap();
+    let readded = store.add_list_entry(&NewListEntry { expires_at: None, ..entry.clone() }, later).await.unwrap();
     assert_ne!(readded.id, added.id);
+    // The most specific entry is the one reported: the sender's own address
+    // before its domain, whichever is older; other senders keep the domain's.
+    let address = SourceRef::Email(EmailAddress::parse("x@mail.spam-seo.example").unwrap());
+    let own = NewListEntry { target: address.clone(), reason: "this sender".into(), expires_at: None, ..entry };
+    store.add_list_entry(&own, later).await.unwrap();
+    let neighbour = Sender { email: Some(EmailAddress::parse("y@spam-seo.example").unwrap()), ..Sender::default() };
+    let standings = store.standings(&[sender, neighbour], later).await.unwrap();
+    assert_eq!(standings[0].blocked.as_ref().map(|e| &e.target), Some(&address));
+    assert_eq!(standings[1].blocked.as_ref().map(|e| &e.target), Some(&domain));
 }
 
 async fn quarantine_keeps_raw_input(db: &TestDb) {
