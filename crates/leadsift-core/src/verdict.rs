@@ -97,6 +97,11 @@ impl Evidence {
         self.scores[class.index()]
     }
 
+    /// Every class's score, in [`Verdict::ALL`] order.
+    pub fn scores(&self) -> [f64; 5] {
+        self.scores
+    }
+
     pub fn reasons(&self) -> &[Reason] {
         &self.reasons
     }
@@ -177,24 +182,36 @@ impl ScoringPolicy {
             return Classification { verdict: Verdict::Spam, confidence: 1.0, reasons };
         }
         let spam_forbidden = standing.allowed.is_some();
+        let (verdict, confidence) = self.decide_scores(&evidence.scores, evidence.decided, spam_forbidden);
+        Classification { verdict, confidence, reasons: evidence.reasons }
+    }
 
-        if let Some((class, confidence)) = evidence.decided
+    /// The decision of [`Self::decide`] after list standing, from the scores
+    /// and the first decisive reason alone: what `decide` uses, exposed so a
+    /// calibration search can try thousands of score variants without
+    /// building evidence for each.
+    pub fn decide_scores(
+        &self,
+        scores: &[f64; 5],
+        decided: Option<(Verdict, f64)>,
+        spam_forbidden: bool,
+    ) -> (Verdict, f64) {
+        if let Some((class, confidence)) = decided
             && !(spam_forbidden && class == Verdict::Spam)
         {
-            return Classification { verdict: class, confidence, reasons: evidence.reasons };
+            return (class, confidence);
         }
-
+        let inquiry = scores[Verdict::Inquiry.index()];
         let best = Verdict::ALL
             .into_iter()
             .filter(|class| *class != Verdict::Inquiry && !(spam_forbidden && *class == Verdict::Spam))
-            .map(|class| (class, self.class_probability(&evidence, class)))
+            .map(|class| (class, sigmoid(self.steepness * (scores[class.index()] - inquiry - self.threshold))))
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let (verdict, confidence) = match best {
+        match best {
             Some((class, p)) if p >= 0.5 => (class, p),
             Some((_, p)) => (Verdict::Inquiry, 1.0 - p),
             None => (Verdict::Inquiry, 1.0),
-        };
-        Classification { verdict, confidence, reasons: evidence.reasons }
+        }
     }
 }
 

@@ -45,6 +45,13 @@ fn main() -> anyhow::Result<()> {
             "--inquiry-weight" => settings.linear.get_or_insert_default().inquiry_weight = value()?.parse()?,
             "--source-balance" => settings.linear.get_or_insert_default().source_balance = value()?.parse()?,
             "--ascii-char-ngrams" => settings.features.char_ngrams_non_ascii_only = false,
+            "--other-channel-weight" => {
+                let weight: f64 = value()?.parse()?;
+                settings.linear.get_or_insert_default().other_channel_weight = (weight < 1.0).then_some(weight);
+            }
+            "--no-ascii-affixes" => settings.features.ascii_affixes = false,
+            "--no-header-features" => settings.features.header_features = false,
+            "--folds" => settings.calibration_folds = value()?.parse()?,
             "--linfa-fit-with" => settings.engine = leadsift_model::FitEngine::LinfaFitWith,
             other => corpora.push(PathBuf::from(other)),
         }
@@ -85,6 +92,10 @@ fn main() -> anyhow::Result<()> {
         );
         print!("{}", algorithm.model_only);
     }
+    println!(
+        "\n== out of fold (training side, what the calibration was chosen on), rules + model:\n{}",
+        outcome.out_of_fold.combined
+    );
     println!("\n== validation, rules only:\n{}", outcome.figures.rules_only);
     println!("== validation, model only (calibrated, scoring policy):\n{}", outcome.figures.model_only);
     println!("== validation, rules + model:\n{}", outcome.figures.combined);

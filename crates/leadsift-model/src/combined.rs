@@ -5,18 +5,21 @@
 //! and [`ScoringPolicy::decide`] with the rules file's scoring policy makes
 //! the decision, so list standing, decisive rules, the threshold and the
 //! confidence curve behave exactly as with rules alone. For each junk class
-//! `c` the model adds `clamp(w · ln(p(c|x)/p(inquiry|x)), −3, cap_c)`:
-//! confident model opinions can decide a message on their own, a confident
-//! "this is a real message" pulls a rule false positive back, and the
-//! weight `w` is the one that gave the best validation macro F1 without more
-//! ham→spam false positives than the rules alone.
+//! `c` the model adds `clamp(w · ln(p(c|x)/p(inquiry|x)) − b, −3, cap_c)`:
+//! confident model opinions can decide a message on their own, and a
+//! confident "this is a real message" pulls back a rule false positive —
+//! unless a rule strong enough to decide on its own (score ≥ the threshold)
+//! argued for that class: the model's doubt does not cancel it. `w` and `b`
+//! are chosen per channel group (e-mail, short messages) on out-of-fold
+//! predictions of the training side: the best macro F1 within the
+//! ham→spam false-positive budget.
 
 use std::sync::Arc;
 
 use leadsift_core::{Classification, Classifier, Evidence, Message, ScoringPolicy, SenderStanding};
 use leadsift_rules::RuleSet;
 
-use crate::model::Model;
+use crate::model::{Model, protected_classes};
 
 /// Anything that turns a message into evidence under a scoring policy: the
 /// rules engine, or a handle that always yields the current rules.
@@ -69,10 +72,15 @@ impl<R: EvidenceSource> CombinedClassifier<R> {
     /// words at all (a call without a transcript, an empty form) gives the
     /// model nothing to read, so it gets no say: its prior for empty input
     /// would otherwise outvote rules that see what it cannot (call history).
+    ///
+    /// The model never takes points from a class that a rule strong enough
+    /// to decide on its own argued for ([`protected_classes`]): its pull-back
+    /// is for rules that merely hint.
     pub fn evidence(&self, message: &Message) -> Evidence {
         let mut evidence = self.rules.evidence(message);
         if has_words(message) {
-            evidence.merge(self.model.evidence(message));
+            let protected = protected_classes(&evidence, self.rules.scoring().threshold);
+            evidence.merge(self.model.evidence_beside(message, protected));
         }
         evidence
     }
@@ -84,7 +92,8 @@ impl<R: EvidenceSource> Classifier for CombinedClassifier<R> {
     }
 }
 
-fn has_words(message: &Message) -> bool {
+/// Whether the message has anything for the model to read.
+pub(crate) fn has_words(message: &Message) -> bool {
     let readable = |text: &str| text.chars().any(char::is_alphanumeric);
     readable(&message.text) || message.subject.as_deref().is_some_and(readable)
 }
@@ -109,6 +118,7 @@ mod tests {
     use crate::train::tests::{small_settings, synthetic_corpus};
     use chrono::Utc;
     use leadsift_core::{Channel, EntryOrigin, ListEntry, ListKind, ReasonOrigin, SourceRef, Verdict};
+    use leadsift_core::{Evidence, ScoringPolicy};
 
     fn trained() -> Arc<Model> {
         let outcome =
@@ -137,6 +147,63 @@ mod tests {
         let spoken = message(Channel::Call, None, "Хочу заказать монтаж фасада");
         let reasons = classifier.evidence(&spoken).reasons().iter().map(|r| r.rule.clone()).collect::<Vec<_>>();
         assert!(reasons.iter().any(|r| r.starts_with("model:")), "{reasons:?}");
+    }
+
+    /// Rules that give `spam` the listed scores, one reason each.
+    struct SpamRules(Vec<f64>);
+
+    impl EvidenceSource for SpamRules {
+        fn evidence(&self, _: &Message) -> Evidence {
+            let mut evidence = Evidence::default();
+            for (i, score) in self.0.iter().enumerate() {
+                let reason = leadsift_core::Reason {
+                    rule: format!("SPAM_RULE_{i}"),
+                    description: "test rule".into(),
+                    origin: ReasonOrigin::Rule,
+                    class: None,
+                    score: 0.0,
+                    decisive: false,
+                };
+                evidence.add_score(reason, Verdict::Spam, *score);
+            }
+            evidence
+        }
+
+        fn scoring(&self) -> ScoringPolicy {
+            ScoringPolicy::default()
+        }
+    }
+
+    #[test]
+    fn the_model_cannot_cancel_a_rule_strong_enough_on_its_own() {
+        let model = trained();
+        let inquiry = message(Channel::Email, Some("Вопрос"), "Здравствуйте, подскажите стоимость доставки и сроки");
+        let doubt = model.evidence(&inquiry).score(Verdict::Spam);
+        assert!(doubt <= -2.0, "the model must doubt spam here for the test to mean anything: {doubt}");
+        let standing = SenderStanding::default();
+
+        // One rule at the threshold (4) or above decides on its own: the model's doubt is not applied.
+        let strong = CombinedClassifier::new(SpamRules(vec![4.5]), Arc::clone(&model));
+        let evidence = strong.evidence(&inquiry);
+        assert_eq!(evidence.score(Verdict::Spam), 4.5, "{:?}", evidence.reasons());
+        assert_eq!(strong.classify(&inquiry, &standing).verdict, Verdict::Spam);
+
+        // The same points from two hints are pulled back: a rule false positive the model can fix.
+        let hints = CombinedClassifier::new(SpamRules(vec![2.5, 2.0]), Arc::clone(&model));
+        assert!(hints.evidence(&inquiry).score(Verdict::Spam) < 4.5 - 2.0);
+        assert_eq!(hints.classify(&inquiry, &standing).verdict, Verdict::Inquiry);
+
+        // The model may still add to a protected class.
+        let spam = CombinedClassifier::new(SpamRules(vec![4.5]), Arc::clone(&model));
+        assert!(spam.evidence(&spammy()).score(Verdict::Spam) > 4.5);
+    }
+
+    #[test]
+    fn protected_classes_are_those_of_rules_at_the_threshold() {
+        let rules = SpamRules(vec![1.0, 4.0]).evidence(&spammy());
+        assert_eq!(protected_classes(&rules, 4.0), [true, false, false, false]);
+        assert_eq!(protected_classes(&rules, 4.5), [false; 4]);
+        assert_eq!(protected_classes(&Evidence::default(), 4.0), [false; 4]);
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl LabelledMessage {
     pub fn split(&self) -> Split {
         split_of(&self.corpus, &self.split_key)
     }
+
+    /// Its calibration fold of `folds` (see [`fold_of`]).
+    pub fn fold(&self, folds: u32) -> u32 {
+        fold_of(&self.corpus, &self.split_key, folds)
+    }
 }
 
 /// Which side of the fixed split an example is on.
@@ -80,11 +85,22 @@ pub enum Split {
 
 /// The fixed split: FNV-1a of `corpus \0 key`, validation when `hash % 100 < 20`.
 pub fn split_of(corpus: &str, key: &str) -> Split {
+    if split_hash(corpus, key) % 100 < VALIDATION_PERCENT { Split::Validation } else { Split::Train }
+}
+
+/// The calibration fold (of `folds`) of a training-side example: the same
+/// hash as [`split_of`], its bits above the split's, so folds are fixed,
+/// independent of order and of the split.
+pub fn fold_of(corpus: &str, key: &str, folds: u32) -> u32 {
+    ((split_hash(corpus, key) / 100) % u64::from(folds.max(1))) as u32
+}
+
+fn split_hash(corpus: &str, key: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in corpus.bytes().chain([0u8]).chain(key.bytes()) {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    if hash % 100 < VALIDATION_PERCENT { Split::Validation } else { Split::Train }
+    hash
 }
 
 /// Subject and text, lower-cased, `ё`→`е`, whitespace runs collapsed: what

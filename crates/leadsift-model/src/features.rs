@@ -64,6 +64,17 @@ pub struct FeatureSettings {
     /// and text. Off in models trained before they existed.
     #[serde(default)]
     pub shape_features: bool,
+    /// E-mail header tokens: the sender's domain and its last two labels,
+    /// the mailer, the charset, a Reply-To on another domain, the number of
+    /// Received hops; and the hosts of links in the text. Off in models
+    /// trained before they existed.
+    #[serde(default)]
+    pub header_features: bool,
+    /// For plain ASCII words of 6+ letters that get no character n-grams:
+    /// their first and last 4 letters as features (a stemmer's worth of
+    /// morphology, `pharmacy`/`pharmacies`, for two features a word).
+    #[serde(default)]
+    pub ascii_affixes: bool,
 }
 
 impl Default for FeatureSettings {
@@ -80,6 +91,8 @@ impl Default for FeatureSettings {
             structural_weight: 3,
             binary: true,
             shape_features: true,
+            header_features: true,
+            ascii_affixes: true,
         }
     }
 }
@@ -205,18 +218,34 @@ impl Featurizer {
     pub fn for_each<F: FnMut(u32, u32)>(&self, message: &Message, emit: &mut F) {
         let structural = self.settings.structural_weight;
         let mut flag = |name: &str| emit(self.bucket(hash_str(NS_STRUCT, name)), structural);
-        structural_features(message, self.settings.max_text_bytes, &mut flag);
+        let headers = Headers::of(message);
+        structural_features(message, &headers, self.settings.max_text_bytes, &mut flag);
         if self.settings.shape_features {
-            shape_features(message, self.settings.max_text_bytes, &mut flag);
+            shape_features(message, &headers, &mut flag);
+        }
+        if self.settings.header_features {
+            header_features(message, &headers, self.settings.max_text_bytes, &mut flag);
         }
 
-        let mut state = TokenState::default();
+        let mut state =
+            TokenState { ascii_char_ngrams: !self.settings.char_ngrams_non_ascii_only, ..TokenState::default() };
+        // The shape of subject and text (capitals, exclamation marks, money
+        // signs) is counted in the same pass as their words.
+        let shapes = self.settings.shape_features;
+        let mut shape = Shape::default();
         if let Some(subject) = message.subject.as_deref() {
-            self.tokenize(capped(subject, 1024), true, usize::MAX, &mut state, emit);
+            self.tokenize(capped(subject, 1024), true, usize::MAX, &mut state, shapes.then_some(&mut shape), emit);
+            if shapes {
+                shape.flags("subject:", &mut |name| emit(self.bucket(hash_str(NS_STRUCT, name)), structural));
+            }
         }
         state.previous = None;
         let text = capped(&message.text, self.settings.max_text_bytes);
-        self.tokenize(text, false, self.settings.char_ngram_bytes, &mut state, emit);
+        let mut shape = Shape::default();
+        self.tokenize(text, false, self.settings.char_ngram_bytes, &mut state, shapes.then_some(&mut shape), emit);
+        if shapes {
+            shape.flags("text:", &mut |name| emit(self.bucket(hash_str(NS_STRUCT, name)), structural));
+        }
         if state.mixed_script_words > 0 {
             let bucket = self.bucket(hash_str(NS_STRUCT, "mixed_script_words"));
             emit(bucket, state.mixed_script_words.min(5) * structural);
@@ -254,51 +283,68 @@ impl Featurizer {
         is_subject: bool,
         char_ngram_bytes: usize,
         state: &mut TokenState,
+        mut shape: Option<&mut Shape>,
         emit: &mut F,
     ) {
         let mut word = WordBuf::default();
-        for (offset, raw) in text.char_indices() {
-            if raw.is_ascii() {
-                if raw.is_ascii_alphanumeric() {
-                    word.push(raw.to_ascii_lowercase());
+        let bytes = text.as_bytes();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            // Bytes, not chars, for ASCII: most mail is, and it needs no decoding.
+            let byte = bytes[offset];
+            let raw = if byte.is_ascii() {
+                if let Some(shape) = shape.as_deref_mut() {
+                    shape.add_ascii(byte);
+                }
+                if byte.is_ascii_alphanumeric() {
+                    word.push(char::from(byte.to_ascii_lowercase()));
+                    offset += 1;
                     continue;
                 }
-            } else if raw.is_alphanumeric() {
-                for c in raw.to_lowercase() {
-                    word.push(if c == 'ё' { 'е' } else { c });
+                char::from(byte)
+            } else {
+                let raw = text[offset..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+                if let Some(shape) = shape.as_deref_mut() {
+                    shape.add(raw);
                 }
-                continue;
-            }
+                if raw.is_alphanumeric() {
+                    for c in raw.to_lowercase() {
+                        word.push(if c == 'ё' { 'е' } else { c });
+                    }
+                    offset += raw.len_utf8();
+                    continue;
+                }
+                raw
+            };
             if !word.is_empty() {
-                self.flush_word(&mut word, is_subject, offset <= char_ngram_bytes, state, emit);
+                self.flush_word(&mut word, is_subject, offset, char_ngram_bytes, state, emit);
             }
             // Emoji and other symbols are strong short-message spam signals (💰🔥✅).
             if u32::from(raw) >= 0x2000 && !raw.is_whitespace() {
                 let h = fnv_step(FNV_OFFSET ^ NS_WORD ^ 0x5, raw);
                 emit(self.bucket(h), 1);
             }
+            offset += raw.len_utf8();
         }
         if !word.is_empty() {
-            self.flush_word(&mut word, is_subject, text.len() <= char_ngram_bytes, state, emit);
+            self.flush_word(&mut word, is_subject, text.len(), char_ngram_bytes, state, emit);
         }
     }
 
+    /// `end` is the word's end offset in its text; it gets character
+    /// n-grams when that is within `char_ngram_bytes` (a plain ASCII word only
+    /// when the message's ASCII words get them).
     fn flush_word<F: FnMut(u32, u32)>(
         &self,
         word: &mut WordBuf,
         is_subject: bool,
-        char_ngrams: bool,
+        end: usize,
+        char_ngram_bytes: usize,
         state: &mut TokenState,
         emit: &mut F,
     ) {
         let chars = &word.chars;
-        let (mut cyrillic, mut latin, mut all_digits, mut ascii) = (false, false, true, true);
-        for &c in chars {
-            cyrillic |= ('\u{0400}'..='\u{04ff}').contains(&c);
-            latin |= c.is_ascii_lowercase();
-            all_digits &= c.is_ascii_digit();
-            ascii &= c.is_ascii();
-        }
+        let WordBuf { cyrillic, latin, all_digits, ascii, .. } = *word;
         if cyrillic && latin {
             state.mixed_script_words += 1;
         }
@@ -307,7 +353,7 @@ impl Featurizer {
         let hash = if all_digits {
             fnv_step(FNV_OFFSET ^ NS_WORD ^ 0x7, char::from(b'0' + chars.len().min(12) as u8))
         } else {
-            chars.iter().fold(FNV_OFFSET ^ NS_WORD, |h, &c| fnv_step(h, c))
+            word.hash
         };
         emit(self.bucket(hash), 1);
         if is_subject {
@@ -322,8 +368,14 @@ impl Featurizer {
 
         let (min, max) = (usize::from(self.settings.char_ngram_min), usize::from(self.settings.char_ngram_max));
         let fits = chars.len() + 2 > min && chars.len() <= usize::from(self.settings.char_ngram_max_word);
-        let script_wants = !(ascii && self.settings.char_ngrams_non_ascii_only);
-        if char_ngrams && min > 0 && !all_digits && fits && script_wants {
+        let char_ngrams = end <= char_ngram_bytes && (!ascii || state.ascii_char_ngrams);
+        if !char_ngrams && ascii && self.settings.ascii_affixes && chars.len() >= 6 && !all_digits {
+            let prefix = chars[..4].iter().fold(fnv_step(FNV_OFFSET ^ NS_CHAR, '<'), |h, &c| fnv_step(h, c));
+            emit(self.bucket(prefix), 1);
+            let suffix = chars[chars.len() - 4..].iter().fold(FNV_OFFSET ^ NS_CHAR, |h, &c| fnv_step(h, c));
+            emit(self.bucket(fnv_step(suffix, '>')), 1);
+        }
+        if char_ngrams && min > 0 && !all_digits && fits {
             // The word with edge markers; every n-gram starting at `start` is a
             // prefix of the next `max` characters, so one pass hashes them all.
             word.edged.clear();
@@ -341,7 +393,7 @@ impl Featurizer {
                 }
             }
         }
-        word.chars.clear();
+        word.clear();
     }
 }
 
@@ -349,20 +401,59 @@ impl Featurizer {
 struct TokenState {
     previous: Option<u64>,
     mixed_script_words: u32,
+    /// Whether plain ASCII words get character n-grams.
+    ascii_char_ngrams: bool,
 }
 
-#[derive(Debug, Default)]
+/// The word being read: its first 64 characters, their hash and what kinds of
+/// characters they are, kept up as characters arrive.
+#[derive(Debug)]
 struct WordBuf {
     chars: Vec<char>,
     edged: Vec<char>,
+    hash: u64,
+    cyrillic: bool,
+    latin: bool,
+    all_digits: bool,
+    ascii: bool,
+}
+
+impl Default for WordBuf {
+    fn default() -> Self {
+        WordBuf {
+            chars: Vec::with_capacity(64),
+            edged: Vec::new(),
+            hash: FNV_OFFSET ^ NS_WORD,
+            cyrillic: false,
+            latin: false,
+            all_digits: true,
+            ascii: true,
+        }
+    }
 }
 
 impl WordBuf {
+    #[inline]
     fn push(&mut self, c: char) {
         // A 1,000-letter "word" is junk; keep its start, which is all that is hashed anyway.
         if self.chars.len() < 64 {
             self.chars.push(c);
+            self.hash = fnv_step(self.hash, c);
+            if c.is_ascii() {
+                self.latin |= c.is_ascii_lowercase();
+                self.all_digits &= c.is_ascii_digit();
+            } else {
+                self.cyrillic |= ('\u{0400}'..='\u{04ff}').contains(&c);
+                self.all_digits = false;
+                self.ascii = false;
+            }
         }
+    }
+
+    fn clear(&mut self) {
+        self.chars.clear();
+        (self.hash, self.cyrillic, self.latin, self.all_digits, self.ascii) =
+            (FNV_OFFSET ^ NS_WORD, false, false, true, true);
     }
 
     fn is_empty(&self) -> bool {
@@ -392,21 +483,66 @@ fn link_count(message: &Message, max_text_bytes: usize) -> usize {
     count(capped(&message.text, max_text_bytes)) + message.subject.as_deref().map_or(0, |s| count(capped(s, 1024)))
 }
 
+/// The headers the features look at, found in one pass over the message's
+/// headers (the first of each name, as [`Message::header`] finds it).
+#[derive(Debug, Default)]
+struct Headers<'a> {
+    list_unsubscribe: bool,
+    list_id: bool,
+    precedence: Option<&'a str>,
+    content_type: Option<&'a str>,
+    message_id: bool,
+    date: bool,
+    to: bool,
+    mailer: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    reply_to: Option<&'a str>,
+    received: usize,
+}
+
+impl<'a> Headers<'a> {
+    fn of(message: &'a Message) -> Self {
+        let mut found = Headers::default();
+        for header in &message.headers {
+            let (name, value) = (header.name.as_str(), header.value.as_str());
+            let is = |expected: &str| name.len() == expected.len() && name.eq_ignore_ascii_case(expected);
+            let first = |slot: &mut Option<&'a str>| {
+                slot.get_or_insert(value);
+            };
+            match name.len() {
+                2 if is("To") => found.to = true,
+                4 if is("Date") => found.date = true,
+                7 if is("List-Id") => found.list_id = true,
+                8 if is("X-Mailer") => first(&mut found.mailer),
+                8 if is("Received") => found.received += 1,
+                8 if is("Reply-To") => first(&mut found.reply_to),
+                10 if is("Precedence") => first(&mut found.precedence),
+                10 if is("Message-ID") => found.message_id = true,
+                10 if is("User-Agent") => first(&mut found.user_agent),
+                12 if is("Content-Type") => first(&mut found.content_type),
+                16 if is("List-Unsubscribe") => found.list_unsubscribe = true,
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
 /// Structural facts as named flags (hashed like words, in their own namespace).
-fn structural_features(message: &Message, max_text_bytes: usize, flag: &mut dyn FnMut(&str)) {
+fn structural_features(message: &Message, headers: &Headers<'_>, max_text_bytes: usize, flag: &mut dyn FnMut(&str)) {
     flag(match message.channel {
         Channel::Email => "channel:email",
         Channel::Call => "channel:call",
         Channel::Messenger => "channel:messenger",
         Channel::Webform => "channel:webform",
     });
-    if message.header("List-Unsubscribe").is_some() {
+    if headers.list_unsubscribe {
         flag("header:list_unsubscribe");
     }
-    if message.header("List-Id").is_some() {
+    if headers.list_id {
         flag("header:list_id");
     }
-    if let Some(precedence) = message.header("Precedence") {
+    if let Some(precedence) = headers.precedence {
         match precedence.trim().to_ascii_lowercase().as_str() {
             "bulk" => flag("header:precedence_bulk"),
             "list" => flag("header:precedence_list"),
@@ -485,19 +621,49 @@ fn structural_features(message: &Message, max_text_bytes: usize, flag: &mut dyn 
     }
 }
 
-/// Capitals, exclamation marks and money signs of a text, as `prefix:` flags.
-fn text_shape(prefix: &str, text: &str, flag: &mut dyn FnMut(&str)) {
-    let (mut letters, mut upper, mut exclaims, mut money) = (0usize, 0usize, 0usize, 0usize);
-    for c in text.chars() {
-        if c.is_alphabetic() {
-            letters += 1;
-            upper += usize::from(c.is_uppercase());
-        } else if c == '!' {
-            exclaims += 1;
-        } else if matches!(c, '$' | '€' | '£' | '₽') {
-            money += 1;
+/// Capitals, exclamation marks and money signs of a text, counted while it is tokenised.
+#[derive(Debug, Default)]
+struct Shape {
+    letters: usize,
+    upper: usize,
+    exclaims: usize,
+    money: usize,
+}
+
+impl Shape {
+    #[inline]
+    fn add_ascii(&mut self, b: u8) {
+        if b.is_ascii_alphabetic() {
+            self.letters += 1;
+            self.upper += usize::from(b.is_ascii_uppercase());
+        } else if b == b'!' {
+            self.exclaims += 1;
+        } else if b == b'$' {
+            self.money += 1;
         }
     }
+
+    #[inline]
+    fn add(&mut self, c: char) {
+        if c.is_alphabetic() {
+            self.letters += 1;
+            self.upper += usize::from(c.is_uppercase());
+        } else if c == '!' {
+            self.exclaims += 1;
+        } else if matches!(c, '$' | '€' | '£' | '₽') {
+            self.money += 1;
+        }
+    }
+
+    /// The counts as `prefix:` flags.
+    fn flags(&self, prefix: &str, flag: &mut dyn FnMut(&str)) {
+        text_shape(prefix, self, flag);
+    }
+}
+
+/// Capitals, exclamation marks and money signs of a text, as `prefix:` flags.
+fn text_shape(prefix: &str, shape: &Shape, flag: &mut dyn FnMut(&str)) {
+    let Shape { letters, upper, exclaims, money } = *shape;
     let mut name = String::with_capacity(prefix.len() + 16);
     let mut emit = |what: &str| {
         name.clear();
@@ -516,16 +682,13 @@ fn text_shape(prefix: &str, text: &str, flag: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Generic shape of a message: how it is built rather than what it says.
-fn shape_features(message: &Message, max_text_bytes: usize, flag: &mut dyn FnMut(&str)) {
-    if let Some(subject) = message.subject.as_deref() {
-        text_shape("subject:", capped(subject, 1024), flag);
-    }
-    text_shape("text:", capped(&message.text, max_text_bytes), flag);
+/// Generic shape of an e-mail: how it is built rather than what it says (the
+/// shape of its subject and text is counted while they are tokenised).
+fn shape_features(message: &Message, headers: &Headers<'_>, flag: &mut dyn FnMut(&str)) {
     if message.channel != Channel::Email {
         return;
     }
-    let content_type = message.header("Content-Type").map(|v| {
+    let content_type = headers.content_type.map(|v| {
         let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {
             "text/plain" => "mime:text_plain",
@@ -537,16 +700,102 @@ fn shape_features(message: &Message, max_text_bytes: usize, flag: &mut dyn FnMut
         }
     });
     flag(content_type.unwrap_or("mime:none"));
-    for (header, missing) in
-        [("Message-ID", "header:no_message_id"), ("Date", "header:no_date"), ("To", "header:no_to")]
+    for (present, missing) in
+        [(headers.message_id, "header:no_message_id"), (headers.date, "header:no_date"), (headers.to, "header:no_to")]
     {
-        if message.header(header).is_none() {
+        if !present {
             flag(missing);
         }
     }
-    if message.header("X-Mailer").is_some() || message.header("User-Agent").is_some() {
+    if headers.mailer.is_some() || headers.user_agent.is_some() {
         flag("header:mailer");
     }
+}
+
+/// The last two labels of a host name (`mail.example.co` → `example.co`): a
+/// rough registered domain, good enough to group a sender's hosts.
+fn last_two_labels(host: &str) -> &str {
+    match host.rmatch_indices('.').nth(1) {
+        Some((dot, _)) => &host[dot + 1..],
+        None => host,
+    }
+}
+
+/// The host of each link in `text` (`http://`, `https://`, `www.`), at most `limit`.
+fn link_hosts(text: &str, limit: usize, out: &mut dyn FnMut(&str)) {
+    const PREFIXES: [&str; 3] = ["http://", "https://", "www."];
+    // The next occurrence of each prefix at or after `from`, searched again only once passed.
+    let next_of = |prefix: &str, from: usize| text.get(from..).and_then(|rest| rest.find(prefix)).map(|i| from + i);
+    let mut next = PREFIXES.map(|p| next_of(p, 0));
+    let (mut from, mut found) = (0, 0);
+    while found < limit {
+        for (slot, prefix) in next.iter_mut().zip(PREFIXES) {
+            if slot.is_some_and(|at| at < from) {
+                *slot = next_of(prefix, from);
+            }
+        }
+        let Some((at, k)) = next.iter().enumerate().filter_map(|(k, at)| at.map(|at| (at, k))).min() else { break };
+        let start = at + if PREFIXES[k] == "www." { 0 } else { PREFIXES[k].len() };
+        let host_len = text[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+            .unwrap_or(text.len() - start);
+        let host = text[start..start + host_len].trim_end_matches('.');
+        if !host.is_empty() {
+            out(host);
+            found += 1;
+        }
+        from = (start + host_len).max(at + 1);
+    }
+}
+
+/// E-mail header tokens and link hosts, as named flags (see [`FeatureSettings::header_features`]).
+fn header_features(message: &Message, headers: &Headers<'_>, max_text_bytes: usize, flag: &mut dyn FnMut(&str)) {
+    let mut name = String::with_capacity(64);
+    let mut emit = |prefix: &str, value: &str| {
+        name.clear();
+        name.push_str(prefix);
+        name.extend(value.chars().take(48).flat_map(char::to_lowercase));
+        flag(&name);
+    };
+    let text = capped(&message.text, max_text_bytes);
+    link_hosts(text, 16, &mut |host| {
+        let host = host.to_ascii_lowercase();
+        if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            emit("link:", "ip_host");
+        } else {
+            emit("link_host:", &host);
+            emit("link_domain:", last_two_labels(&host));
+        }
+    });
+    if message.channel != Channel::Email {
+        return;
+    }
+    let from_domain = message.sender.email.as_ref().map(|e| e.domain().as_str().to_owned());
+    if let Some(domain) = &from_domain {
+        emit("from_domain:", domain);
+        emit("from_base:", last_two_labels(domain));
+    }
+    if let Some(reply_to) = headers.reply_to
+        && let Some((_, domain)) = reply_to.trim().trim_end_matches('>').rsplit_once('@')
+        && from_domain.as_deref().is_none_or(|from| !from.eq_ignore_ascii_case(domain.trim()))
+    {
+        emit("header:", "reply_to_other_domain");
+    }
+    if let Some(mailer) = headers.mailer.or(headers.user_agent) {
+        // The product, without its version: "Microsoft Outlook Express 6.00" → "microsoft outlook express".
+        let product = mailer.split(|c: char| c.is_ascii_digit() || c == '(' || c == '[' || c == '/').next();
+        emit("mailer:", product.unwrap_or("").trim());
+    }
+    if let Some(content_type) = headers.content_type
+        && let Some(at) = content_type.to_ascii_lowercase().find("charset=")
+    {
+        let charset = content_type[at + 8..].trim_start_matches(['"', '\'']);
+        let end =
+            charset.find(|c: char| c == '"' || c == '\'' || c == ';' || c.is_whitespace()).unwrap_or(charset.len());
+        emit("charset:", &charset[..end]);
+    }
+    const HOPS: [&str; 4] = ["0", "1-2", "3-5", "6+"];
+    emit("received:", HOPS[bucket_of(headers.received, &[1, 3, 6])]);
 }
 
 #[cfg(test)]
@@ -573,11 +822,12 @@ mod tests {
     use leadsift_core::{Attachment, Header};
 
     fn word_buckets(f: &Featurizer, text: &str) -> Vec<u32> {
-        let settings = FeatureSettings { char_ngram_min: 0, word_bigrams: false, ..*f.settings() };
+        let settings =
+            FeatureSettings { char_ngram_min: 0, word_bigrams: false, ascii_affixes: false, ..*f.settings() };
         let f = Featurizer::new(settings);
         let mut out = Vec::new();
         let mut state = TokenState::default();
-        f.tokenize(text, false, 0, &mut state, &mut |b, _| out.push(b));
+        f.tokenize(text, false, 0, &mut state, None, &mut |b, _| out.push(b));
         out
     }
 
@@ -638,6 +888,78 @@ mod tests {
         let mixed = f.features(&message(Channel::Messenger, None, "зaработок")); // Latin a
         assert!(!clean.indices.contains(&flagged));
         assert!(mixed.indices.contains(&flagged));
+    }
+
+    #[test]
+    fn header_features_name_the_sender_mailer_charset_and_link_hosts() {
+        let f = Featurizer::new(FeatureSettings::default());
+        let mut m =
+            message(Channel::Email, Some("Offer"), "See http://Promo.Example.co/x and www.shop.example.com now");
+        m.sender.email = leadsift_core::EmailAddress::parse("sales@mail.vendor.ru").ok();
+        for (name, value) in [
+            ("X-Mailer", "Microsoft Outlook Express 6.00.2600"),
+            ("Content-Type", "text/plain; charset=\"windows-1251\""),
+            ("Reply-To", "<other@elsewhere.example>"),
+            ("Received", "from a"),
+            ("Received", "from b"),
+        ] {
+            m.headers.push(Header { name: name.into(), value: value.into() });
+        }
+        let features = f.features(&m);
+        for name in [
+            "from_domain:mail.vendor.ru",
+            "from_base:vendor.ru",
+            "mailer:microsoft outlook express",
+            "charset:windows-1251",
+            "header:reply_to_other_domain",
+            "received:1-2",
+            "link_host:promo.example.co",
+            "link_domain:example.co",
+            "link_host:www.shop.example.com",
+            "link_domain:example.com",
+        ] {
+            assert!(features.indices.contains(&f.bucket(hash_str(NS_STRUCT, name))), "{name}");
+        }
+        // Off, none of them; and a messenger message gets link hosts but no mail headers.
+        let off = Featurizer::new(FeatureSettings { header_features: false, ..FeatureSettings::default() });
+        assert!(!off.features(&m).indices.contains(&off.bucket(hash_str(NS_STRUCT, "charset:windows-1251"))));
+        let chat = f.features(&message(Channel::Messenger, None, "go to http://1.2.3.4/win"));
+        assert!(chat.indices.contains(&f.bucket(hash_str(NS_STRUCT, "link:ip_host"))));
+        assert!(!chat.indices.contains(&f.bucket(hash_str(NS_STRUCT, "received:0"))));
+    }
+
+    #[test]
+    fn link_hosts_are_found_once_each_in_order() {
+        let mut hosts = Vec::new();
+        link_hosts("a http://www.a.com/x b https://b.org. www.c.net http:// d", 16, &mut |h| hosts.push(h.to_owned()));
+        assert_eq!(hosts, ["www.a.com", "b.org", "www.c.net"]);
+        let mut first = Vec::new();
+        link_hosts("www.a.com www.b.com www.c.com", 2, &mut |h| first.push(h.to_owned()));
+        assert_eq!(first, ["www.a.com", "www.b.com"]);
+    }
+
+    #[test]
+    fn long_ascii_words_share_their_affixes() {
+        let f = Featurizer::new(FeatureSettings::default());
+        let buckets = |text: &str| f.features(&message(Channel::Email, None, text)).indices;
+        let (one, other) = (buckets("pharmacy"), buckets("pharmaceutical"));
+        let shared = one.iter().filter(|b| other.contains(b)).count();
+        assert!(shared >= 1, "the <phar prefix");
+        // Short words get none: "cheap" is its own only feature beside the structural ones.
+        let short = buckets("cheap");
+        let plain = Featurizer::new(FeatureSettings { ascii_affixes: false, ..FeatureSettings::default() });
+        assert_eq!(short, plain.features(&message(Channel::Email, None, "cheap")).indices);
+        assert!(buckets("pharmacy").len() > plain.features(&message(Channel::Email, None, "pharmacy")).indices.len());
+    }
+
+    #[test]
+    fn the_shape_of_subject_and_text_is_counted_while_tokenising() {
+        let f = Featurizer::new(FeatureSettings::default());
+        let m = message(Channel::Email, Some("FREE MONEY NOW!!!"), "Only today: $100 for €5, really! Ёлки.");
+        let features = f.features(&m);
+        for name in ["subject:caps:60%+", "subject:exclaim:2-4", "text:caps:<10%", "text:exclaim:1", "text:money:1-2"] {
+            assert!(features.indices.contains(&f.bucket(hash_str(NS_STRUCT, name))), "{name}");
+        }
     }
 
     #[test]

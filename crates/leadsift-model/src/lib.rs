@@ -1,8 +1,9 @@
-//! leadsift's ML model: a sparse softmax regression (averaged SGD, a linfa
-//! `Fit` estimator over sparse rows) blended with a linfa Multinomial Naive
-//! Bayes, over hashed word and character n-grams plus structural message
-//! features, trained on public labelled corpora, combined with the rules in
-//! the rules' own score units, and updated from managers' feedback.
+//! leadsift's ML model: sparse softmax regressions, one per channel group
+//! (averaged SGD, a linfa `Fit` estimator over sparse rows), blended with a
+//! linfa Multinomial Naive Bayes, over hashed word and character n-grams plus
+//! structural and header features, trained on public labelled corpora,
+//! calibrated out of fold, combined with the rules in the rules' own score
+//! units, and updated from managers' feedback.
 //!
 //! This is a pure library: no runtime, database or network. Its only I/O is
 //! reading corpora and model directories when asked to. The key design
@@ -12,16 +13,21 @@
 //!   (linfa's `MultinomialNb` gets its sufficient statistics from sparse sums,
 //!   or `FitWith` on dense mini-batches as a cross-check).
 //! - **A discriminative model scores**: logistic regression over binary
-//!   hashed features is what wins spam-filtering comparisons; Naive Bayes
-//!   adds a small, validated share of its log-odds and keeps the book of
-//!   feedback labels.
+//!   hashed features is what wins spam-filtering comparisons, one per
+//!   channel group (e-mail is not scored with weights set by chat); Naive
+//!   Bayes adds a small share of its log-odds and keeps the book of feedback
+//!   labels.
+//! - **Honest calibration**: the blend and the calibration are chosen on
+//!   out-of-fold predictions of the training side, within a false-positive
+//!   budget per corpus; the validation split is only reported.
 //! - **Fast scoring**: one pass over the hashed feature stream, a per-thread
 //!   bitset for distinct buckets, one table row per bucket (no allocation,
 //!   no sort). A test checks the Naive Bayes table agrees with linfa's `predict`.
 //! - **Combination**: the model adds calibrated, capped log-odds to the
 //!   rules' [`Evidence`](leadsift_core::Evidence) as `model:<name>` reasons, and the core's
 //!   [`ScoringPolicy::decide`](leadsift_core::ScoringPolicy::decide) makes the one decision, so
-//!   list standing and the review threshold work unchanged.
+//!   list standing and the review threshold work unchanged. The model never
+//!   takes points from a class a rule strong enough on its own argued for.
 //! - **Feedback cannot silently wreck the model**: updates (online hinge
 //!   steps for the regression, added counts for Naive Bayes) produce a new
 //!   model; [`accept_candidate`] refuses one whose validation ham→spam
@@ -92,7 +98,7 @@ pub fn learn_from_feedback(model: &Model, feedback: &[(Message, Verdict)]) -> Mo
 }
 
 /// Scheduled retrain: the corpus's train split plus all feedback, from
-/// scratch, recalibrated on the corpus's validation split.
+/// scratch, recalibrated out of fold on the train split.
 pub fn retrain_with_feedback(
     corpus: &Corpus,
     feedback: &[(Message, Verdict)],

@@ -60,11 +60,24 @@ pub struct LinearSettings {
     /// chat corpora do not drown e-mail and SMS. 0 weighs every example alike.
     #[serde(default)]
     pub source_balance: f64,
+    /// `Some(γ)`: one regression per channel group (e-mail; short messages),
+    /// each fitted on every example but counting the other group's at weight
+    /// γ, so e-mail gets weights of its own while still learning from chat
+    /// what a Russian spam word means. `None`: one regression for all.
+    #[serde(default)]
+    pub other_channel_weight: Option<f64>,
 }
 
 impl Default for LinearSettings {
     fn default() -> Self {
-        Self { epochs: 6, learning_rate: 8.0, inquiry_weight: 2.0, seed: 20_021_010, source_balance: 0.0 }
+        Self {
+            epochs: 6,
+            learning_rate: 8.0,
+            inquiry_weight: 2.0,
+            seed: 20_021_010,
+            source_balance: 0.0,
+            other_channel_weight: Some(0.1),
+        }
     }
 }
 
@@ -98,7 +111,7 @@ pub struct LinearModel {
     pub active: [bool; 4],
     /// Weight of the Naive Bayes log-odds (scaled to a 100-feature message,
     /// `ℓ_NB / √(n/100)`) added to the regression's: the ensemble `train`
-    /// chose on the validation split (0 = the regression alone).
+    /// chose out of fold (0 = the regression alone).
     pub nb_blend: f64,
 }
 
@@ -128,6 +141,12 @@ impl LinearModel {
             }
             n += 1;
         }
+        (self.log_odds_of_sum(sum, n), n)
+    }
+
+    /// Log-odds from the weight sums of `n` distinct buckets.
+    #[inline]
+    pub fn log_odds_of_sum(&self, sum: [f32; 4], n: u64) -> [f64; 4] {
         let scale = 1.0 / ((n.max(1)) as f64).sqrt();
         let mut out = [0.0; 4];
         for k in 0..4 {
@@ -135,7 +154,7 @@ impl LinearModel {
                 out[k] = self.bias[k] + f64::from(sum[k]) * scale;
             }
         }
-        (out, n)
+        out
     }
 
     pub fn log_odds(&self, features: &SparseFeatures) -> [f64; 4] {

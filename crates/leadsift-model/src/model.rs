@@ -1,5 +1,5 @@
-//! The trained model: the sparse softmax regression that scores
-//! ([`crate::linear::LinearModel`]), Multinomial Naive Bayes sufficient
+//! The trained model: the sparse softmax regressions that score, one per
+//! [`ChannelGroup`] ([`crate::linear::LinearModel`]), Multinomial Naive Bayes sufficient
 //! statistics beside it (per component message counts and hashed feature
 //! counts, exactly what linfa's `MultinomialNb` accumulates in `fit_with`)
 //! blended in with a small weight, the feature settings, and the calibration
@@ -8,7 +8,7 @@
 //! Scoring never builds linfa's dense `1 × dim` row: the message's distinct
 //! hashed buckets are collected once, and the regression's f32 row and the
 //! Naive Bayes i16 row of each (centred `ln p(feature | component)`) are
-//! summed.
+//! summed in one loop, so the two tables' cache misses overlap.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
-use leadsift_core::{Evidence, Message, Reason, ReasonOrigin, Verdict};
+use leadsift_core::{Channel, Evidence, Message, Reason, ReasonOrigin, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -40,7 +40,11 @@ pub const SCORED_CLASSES: [Verdict; 4] =
 /// `clamp(weight * (log_odds / (max(n_features, 1) / 100)^length_exponent - bias), -negative_cap, cap[class])`,
 /// i.e. the log-odds are first scaled to those of a 100-feature message
 /// (Naive Bayes log-odds grow with length), then shifted by `bias`.
-/// Chosen on the validation split (see `train::calibrate`).
+/// E-mail uses the top-level `weight`, `bias` and `length_exponent`; short
+/// messages (messenger, calls, web forms) use [`Calibration::short_messages`]
+/// when present ([`ChannelGroup`]): each kind of traffic reaches the
+/// false-positive budget at its own model confidence.
+/// Chosen on out-of-fold predictions of the training side (see `train::calibrate`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
@@ -49,17 +53,186 @@ pub struct Calibration {
     /// (Naive Bayes is overconfident; this is its shift to calibrated odds).
     pub bias: f64,
     pub length_exponent: f64,
+    /// The bias of the newsletter log-odds, when not `bias`: the spam bias is
+    /// set by the false-positive budget, which says nothing about newsletters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newsletter_bias: Option<f64>,
     /// Largest score the model may add per class, in [`SCORED_CLASSES`] order.
     pub cap: [f64; 4],
     /// Largest score the model may take away from a class (a confident
-    /// "this is a real message" pulls back a rule false positive).
+    /// "this is a real message" pulls back a rule false positive). It never
+    /// takes points from a class that a rule strong enough on its own
+    /// (score ≥ the policy threshold) argued for: see [`model_points`].
     pub negative_cap: f64,
+    /// Weight, bias and length exponent for messages on other channels than
+    /// e-mail; `None` (models before it) uses the e-mail ones everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_messages: Option<GroupCalibration>,
 }
 
 impl Default for Calibration {
     fn default() -> Self {
-        Self { weight: 0.1, bias: 0.0, length_exponent: 0.0, cap: [10.0, 3.0, 8.0, 3.0], negative_cap: 3.0 }
+        Self {
+            weight: 0.1,
+            bias: 0.0,
+            length_exponent: 0.0,
+            newsletter_bias: None,
+            cap: [10.0, 3.0, 8.0, 3.0],
+            negative_cap: 3.0,
+            short_messages: None,
+        }
     }
+}
+
+/// The part of a [`Calibration`] chosen per [`ChannelGroup`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCalibration {
+    pub weight: f64,
+    pub bias: f64,
+    pub length_exponent: f64,
+    /// See [`Calibration::newsletter_bias`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newsletter_bias: Option<f64>,
+}
+
+impl GroupCalibration {
+    /// The bias of scored class `k`.
+    #[inline]
+    pub fn bias_of(&self, k: usize) -> f64 {
+        match self.newsletter_bias {
+            Some(bias) if SCORED_CLASSES[k] == Verdict::Newsletter => bias,
+            _ => self.bias,
+        }
+    }
+}
+
+/// The kinds of traffic that have their own regression and calibration:
+/// e-mail, and the short texts of messengers, calls and web forms, written on
+/// the spot. They differ in length, vocabulary and how sure the model can be,
+/// so each reaches the false-positive budget at its own model confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelGroup {
+    Email,
+    ShortMessages,
+}
+
+impl ChannelGroup {
+    pub const ALL: [ChannelGroup; 2] = [ChannelGroup::Email, ChannelGroup::ShortMessages];
+
+    pub fn of(message: &Message) -> Self {
+        if message.channel == Channel::Email { ChannelGroup::Email } else { ChannelGroup::ShortMessages }
+    }
+
+    /// The group whose regression and calibration this one uses when it has none of its own.
+    pub fn fallback(self) -> Option<ChannelGroup> {
+        match self {
+            ChannelGroup::Email => None,
+            ChannelGroup::ShortMessages => Some(ChannelGroup::Email),
+        }
+    }
+}
+
+impl Calibration {
+    fn own(&self, group: ChannelGroup) -> Option<GroupCalibration> {
+        match group {
+            ChannelGroup::Email => Some(GroupCalibration {
+                weight: self.weight,
+                bias: self.bias,
+                length_exponent: self.length_exponent,
+                newsletter_bias: self.newsletter_bias,
+            }),
+            ChannelGroup::ShortMessages => self.short_messages,
+        }
+    }
+
+    /// The weight, bias and length exponent used for `group`.
+    pub fn group(&self, group: ChannelGroup) -> GroupCalibration {
+        let mut current = group;
+        loop {
+            if let Some(own) = self.own(current) {
+                return own;
+            }
+            match current.fallback() {
+                Some(next) => current = next,
+                None => unreachable!("e-mail always has its own calibration"),
+            }
+        }
+    }
+
+    /// This calibration with `group`'s weight, bias and length exponent set
+    /// to `value`, every other group keeping what it used before.
+    pub fn with_group(mut self, group: ChannelGroup, value: GroupCalibration) -> Self {
+        self.short_messages = Some(self.group(ChannelGroup::ShortMessages));
+        match group {
+            ChannelGroup::Email => {
+                (self.weight, self.bias, self.length_exponent, self.newsletter_bias) =
+                    (value.weight, value.bias, value.length_exponent, value.newsletter_bias);
+            }
+            ChannelGroup::ShortMessages => self.short_messages = Some(value),
+        }
+        self
+    }
+}
+
+/// Which scored classes a rule strong enough to decide on its own argued
+/// for (a rule's score for the class reached the policy threshold): the
+/// model may add to them but never take from them, so its doubt cannot
+/// cancel a rule its authors meant to be decisive (a robocall transcript
+/// reads to the model like a person talking).
+pub fn protected_classes(rules: &Evidence, threshold: f64) -> [bool; 4] {
+    let mut protected = [false; 4];
+    for reason in rules.reasons() {
+        if reason.origin == ReasonOrigin::Rule
+            && (reason.decisive || reason.score >= threshold)
+            && let Some(k) = reason.class.and_then(|c| SCORED_CLASSES.iter().position(|s| *s == c))
+        {
+            protected[k] = true;
+        }
+    }
+    protected
+}
+
+/// The rule points the model adds per scored class (0 for none): the
+/// calibrated log-odds of `group`, no pull-back on `protected` classes,
+/// rounded to 0.001, and nothing below 0.01. The one function behind the
+/// model's evidence and the calibration search, so both agree exactly.
+pub fn model_points(
+    scores: &ModelScores,
+    calibration: &Calibration,
+    group: ChannelGroup,
+    protected: [bool; 4],
+) -> [f64; 4] {
+    let calibrated = calibration.group(group);
+    let scaled = scores.length_scaled(calibrated.length_exponent);
+    points_of_scaled(&scaled, scores.active, calibration, calibrated, protected)
+}
+
+/// [`model_points`] from log-odds already divided by the length factor
+/// ([`ModelScores::length_scaled`]), which a calibration search computes once
+/// per length exponent instead of once per grid point.
+#[inline]
+pub(crate) fn points_of_scaled(
+    scaled: &[f64; 4],
+    active: [bool; 4],
+    calibration: &Calibration,
+    group: GroupCalibration,
+    protected: [bool; 4],
+) -> [f64; 4] {
+    let mut points = [0.0; 4];
+    for (k, p) in points.iter_mut().enumerate() {
+        if !active[k] {
+            continue;
+        }
+        let mut raw =
+            (group.weight * (scaled[k] - group.bias_of(k))).clamp(-calibration.negative_cap, calibration.cap[k]);
+        if protected[k] {
+            raw = raw.max(0.0);
+        }
+        *p = if raw.abs() < 0.01 { 0.0 } else { (raw * 1000.0).round() / 1000.0 };
+    }
+    points
 }
 
 /// Most mixture components a model may have (the scorer keeps one
@@ -165,9 +338,13 @@ struct ModelFile {
     alpha: f64,
     components: Vec<StoredComponent>,
     /// The logistic regression that scores, when the model has one (Naive
-    /// Bayes scores otherwise).
+    /// Bayes scores otherwise): e-mail's, and every channel's without `linear_short`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     linear: Option<StoredLinear>,
+    /// The regression of short messages (messenger, calls, web forms), when
+    /// they have their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    linear_short: Option<StoredLinear>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +357,30 @@ struct StoredLinear {
     /// Per [`SCORED_CLASSES`] entry, the nonzero weights as (gap, weight in
     /// [`crate::linear::WEIGHT_QUANTUM`] units) pairs, flattened.
     columns: Vec<Vec<i64>>,
+}
+
+impl StoredLinear {
+    fn of(linear: &LinearModel) -> Self {
+        StoredLinear {
+            bias: linear.bias,
+            active: linear.active,
+            nb_blend: linear.nb_blend,
+            columns: (0..4).map(|k| linear.encode_column(k)).collect(),
+        }
+    }
+
+    fn model(&self, dimension: usize) -> Result<LinearModel, ModelError> {
+        if self.columns.len() != 4 {
+            return Err(ModelError::Invalid("linear weights need one column per scored class".into()));
+        }
+        let mut linear = LinearModel::zeros(dimension, self.active);
+        linear.bias = self.bias;
+        linear.nb_blend = self.nb_blend;
+        for (k, column) in self.columns.iter().enumerate() {
+            linear.decode_column(k, column)?;
+        }
+        Ok(linear)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,6 +411,10 @@ pub struct ModelMetadata {
     pub calibration: Calibration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<crate::eval::ValidationFigures>,
+    /// Out-of-fold figures on the training side, under the chosen calibration:
+    /// what the calibration and the blend were chosen on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_fold: Option<crate::eval::ValidationFigures>,
     /// Other algorithms tried on the same split, for the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<crate::train::AlgorithmFigures>,
@@ -230,7 +435,9 @@ pub struct Model {
     table: OnceLock<ScoringTable>,
     /// When present, the scorer (see [`crate::linear`]); the Naive Bayes
     /// counts are kept beside it: blended in with `nb_blend`, updated by feedback.
-    linear: Option<LinearModel>,
+    /// Per [`ChannelGroup`]; a group without one uses its fallback's (e-mail's
+    /// scores every group when it is the only one).
+    linear: [Option<LinearModel>; 2],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -345,12 +552,33 @@ struct Scratch {
     found: Vec<(u32, u32)>,
 }
 
-fn sum_found<const W: usize>(rows: &[[i16; W]], found: &[(u32, u32)]) -> (Vec<i64>, u64) {
-    let mut acc = Accumulator::<W>::new();
-    for &(bucket, count) in found {
-        acc.add(&rows[bucket as usize], count);
+/// The regression's per-class weight sums (in bucket order, as
+/// [`LinearModel::log_odds_of_buckets`] sums them) and the Naive Bayes
+/// component sums of the distinct buckets in `found`, in one pass.
+fn sum_both<const W: usize>(
+    weights: &[[f32; 4]],
+    rows: &[[i16; W]],
+    found: &[(u32, u32)],
+) -> (([f32; 4], u64), Vec<i64>) {
+    let mut sum = [0f32; 4];
+    let mut wide = [0i64; W];
+    // i32 lanes of unit counts cannot overflow within 2^16 buckets: spill per chunk.
+    for chunk in found.chunks(1 << 15) {
+        let mut lanes = [0i32; W];
+        for &(bucket, _) in chunk {
+            let (weight, row) = (&weights[bucket as usize], &rows[bucket as usize]);
+            for (s, w) in sum.iter_mut().zip(weight) {
+                *s += *w;
+            }
+            for (lane, &w) in lanes.iter_mut().zip(row) {
+                *lane += i32::from(w);
+            }
+        }
+        for (w, lane) in wide.iter_mut().zip(lanes) {
+            *w += i64::from(lane);
+        }
     }
-    acc.finish()
+    ((sum, found.len() as u64), wide.to_vec())
 }
 
 fn sum_sparse<const W: usize>(rows: &[[i16; W]], features: &SparseFeatures) -> (Vec<i64>, u64) {
@@ -499,17 +727,28 @@ impl ModelScores {
         Verdict::ALL.into_iter().max_by(|a, b| p[a.index()].total_cmp(&p[b.index()])).unwrap_or(Verdict::Inquiry)
     }
 
-    /// Rule points per scored class under `calibration`.
+    /// Rule points per scored class under `calibration`'s e-mail weight and bias.
     pub fn calibrated(&self, calibration: &Calibration) -> [f64; 4] {
-        let length = (self.feature_total.max(1) as f64 / 100.0).powf(calibration.length_exponent);
+        self.calibrated_with(calibration, calibration.group(ChannelGroup::Email))
+    }
+
+    /// Rule points per scored class under `calibration`'s caps and `group`'s weight and bias.
+    pub fn calibrated_with(&self, calibration: &Calibration, group: GroupCalibration) -> [f64; 4] {
+        let scaled = self.length_scaled(group.length_exponent);
         let mut out = [0.0; 4];
         for (k, slot) in out.iter_mut().enumerate() {
             if self.active[k] {
-                *slot = (calibration.weight * (self.log_odds[k] / length - calibration.bias))
+                *slot = (group.weight * (scaled[k] - group.bias_of(k)))
                     .clamp(-calibration.negative_cap, calibration.cap[k]);
             }
         }
         out
+    }
+
+    /// The log-odds scaled to a 100-feature message: divided by `(n / 100)^exponent`.
+    pub fn length_scaled(&self, exponent: f64) -> [f64; 4] {
+        let length = (self.feature_total.max(1) as f64 / 100.0).powf(exponent);
+        self.log_odds.map(|l| l / length)
     }
 }
 
@@ -540,30 +779,56 @@ impl Model {
             calibration,
             metadata: None,
             table,
-            linear: None,
+            linear: [None, None],
         })
     }
 
-    /// Sets the logistic regression that scores this model (its dimension must match).
+    /// Sets the logistic regression that scores every channel group (its dimension must match).
     pub fn set_linear(&mut self, linear: LinearModel) -> Result<(), ModelError> {
         if linear.dimension() != self.counts.dimension {
             return Err(ModelError::Invalid("linear weights do not match the feature dimension".into()));
         }
-        self.linear = Some(linear);
+        self.linear = [Some(linear), None];
         Ok(())
+    }
+
+    /// Sets `group`'s own regression (e-mail's first: it is every group's fallback).
+    pub fn set_linear_for(&mut self, group: ChannelGroup, linear: LinearModel) -> Result<(), ModelError> {
+        if linear.dimension() != self.counts.dimension || (group != ChannelGroup::Email && self.linear[0].is_none()) {
+            return Err(ModelError::Invalid("a group's weights need e-mail's and the feature dimension".into()));
+        }
+        self.linear[group as usize] = Some(linear);
+        Ok(())
+    }
+
+    /// The regression that scores `group`, if any.
+    pub fn linear_for(&self, group: ChannelGroup) -> Option<&LinearModel> {
+        let mut current = group;
+        loop {
+            if let Some(linear) = &self.linear[current as usize] {
+                return Some(linear);
+            }
+            current = current.fallback()?;
+        }
+    }
+
+    /// Whether every channel group has a regression of its own.
+    pub fn has_group_linear(&self) -> bool {
+        self.linear.iter().all(Option::is_some)
     }
 
     fn table(&self) -> &ScoringTable {
         self.table.get_or_init(|| ScoringTable::build(&self.counts))
     }
 
+    /// The e-mail regression (every group's, when it is the only one).
     pub fn linear(&self) -> Option<&LinearModel> {
-        self.linear.as_ref()
+        self.linear[0].as_ref()
     }
 
     /// What scores: [`ALGORITHM`] or [`NB_ALGORITHM`].
     pub fn algorithm(&self) -> &'static str {
-        if self.linear.is_some() { ALGORITHM } else { NB_ALGORITHM }
+        if self.linear[0].is_some() { ALGORITHM } else { NB_ALGORITHM }
     }
 
     pub fn name(&self) -> &str {
@@ -597,7 +862,7 @@ impl Model {
     /// The model's log-odds of one message: the logistic regression's when
     /// the model has one, else Naive Bayes'.
     pub fn scores(&self, message: &Message) -> ModelScores {
-        let Some(linear) = &self.linear else { return self.nb_scores(message) };
+        let Some(linear) = self.linear_for(ChannelGroup::of(message)) else { return self.nb_scores(message) };
         // One tokenisation for both halves of the blend: with binary features the
         // distinct buckets are exactly what Naive Bayes sums too.
         let binary = self.featurizer.settings().binary;
@@ -605,22 +870,61 @@ impl Model {
             let scores = self.linear_scores(linear, message, |_| ());
             return blend(scores, &self.nb_scores(message), linear.nb_blend);
         }
-        let mut nb = None;
-        let scores = self.linear_scores(linear, message, |found| {
-            if linear.nb_blend > 0.0 {
-                let table = self.table();
-                let (sums, total) = match &table.rows {
-                    Rows::Narrow(rows) => sum_found(rows, found),
-                    Rows::Wide(rows) => sum_found(rows, found),
-                };
-                let jll = table.joint_log_likelihood(&sums);
-                nb = Some(ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: total });
-            }
-        });
-        match nb {
-            Some(nb) => blend(scores, &nb, linear.nb_blend),
-            None => scores,
+        if linear.nb_blend == 0.0 {
+            return self.linear_scores(linear, message, |_| ());
         }
+        // Both tables in one pass over the distinct buckets: the two row loads
+        // of a bucket are independent, so their cache misses overlap.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        }
+        let table = self.table();
+        let words = self.counts.dimension.div_ceil(64);
+        let (sum, sums) = SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.seen.len() != words {
+                scratch.seen = vec![0u64; words];
+            }
+            distinct_buckets(&self.featurizer, message, scratch);
+            let out = match &table.rows {
+                Rows::Narrow(rows) => sum_both(&linear.weights, rows, &scratch.found),
+                Rows::Wide(rows) => sum_both(&linear.weights, rows, &scratch.found),
+            };
+            scratch.found.clear();
+            out
+        });
+        let n = sum.1;
+        let scores =
+            ModelScores { log_odds: linear.log_odds_of_sum(sum.0, n), active: linear.active, feature_total: n };
+        let jll = table.joint_log_likelihood(&sums);
+        let nb = ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: n };
+        blend(scores, &nb, linear.nb_blend)
+    }
+
+    /// The regression's log-odds alone (no Naive Bayes blend), computed as
+    /// [`Self::scores`] computes them; Naive Bayes' when there is no regression.
+    pub fn regression_scores(&self, message: &Message) -> ModelScores {
+        match self.linear_for(ChannelGroup::of(message)) {
+            Some(linear) => self.linear_scores(linear, message, |_| ()),
+            None => self.nb_scores(message),
+        }
+    }
+
+    /// The regression's log-odds (if any) and Naive Bayes' from already
+    /// aggregated binary features, apart (training chooses their blend).
+    pub fn regression_and_nb_sparse(
+        &self,
+        features: &SparseFeatures,
+        group: ChannelGroup,
+    ) -> (Option<ModelScores>, ModelScores) {
+        let regression = self.linear_for(group).map(|linear| ModelScores {
+            log_odds: linear.log_odds(features),
+            active: linear.active,
+            feature_total: features.indices.len() as u64,
+        });
+        let jll = self.component_scores(features);
+        let table = self.table();
+        let nb = ModelScores { log_odds: table.log_odds(&jll), active: table.active, feature_total: features.total() };
+        (regression, nb)
     }
 
     /// The regression's scores of a message; `also` sees its distinct buckets before they are cleared.
@@ -676,9 +980,9 @@ impl Model {
         self.table().joint_log_likelihood(&sums)
     }
 
-    /// Log-odds from already aggregated features (used in training and tests).
-    pub fn scores_sparse(&self, features: &SparseFeatures) -> ModelScores {
-        if let Some(linear) = &self.linear {
+    /// Log-odds from already aggregated features of a message of `group` (used in training and tests).
+    pub fn scores_sparse(&self, features: &SparseFeatures, group: ChannelGroup) -> ModelScores {
+        if let Some(linear) = self.linear_for(group) {
             let distinct = features.indices.len() as u64;
             let scores =
                 ModelScores { log_odds: linear.log_odds(features), active: linear.active, feature_total: distinct };
@@ -703,7 +1007,15 @@ impl Model {
     /// (`rule: "model:<name>"`, `description: "model: spam 0.93"`), scored in
     /// rule points under the model's calibration.
     pub fn evidence(&self, message: &Message) -> Evidence {
-        evidence_from_scores(&self.name, &self.scores(message), &self.calibration)
+        self.evidence_beside(message, [false; 4])
+    }
+
+    /// [`Self::evidence`] next to rules that argued decisively for the
+    /// `protected` classes (see [`protected_classes`]).
+    pub fn evidence_beside(&self, message: &Message, protected: [bool; 4]) -> Evidence {
+        let scores = self.scores(message);
+        let points = model_points(&scores, &self.calibration, ChannelGroup::of(message), protected);
+        evidence_from_points(&self.name, &scores, &points)
     }
 
     /// Adds labelled messages to the counts (each counted `times` times) and
@@ -728,12 +1040,14 @@ impl Model {
                 None => counts.component(&component_name(*class, FEEDBACK_SOURCE), *class),
             };
             counts.add(component, &features, times);
-            if self.linear.is_some() {
+            if self.linear[0].is_some() {
                 learned.push((features, *class));
             }
         }
         let active = active_classes(&counts);
-        let linear = self.linear.as_ref().map(|current| {
+        // Every group's regression learns every label: a correction on one
+        // channel is evidence about the same text on another.
+        let learn = |current: &LinearModel| {
             let mut linear = current.clone();
             // A class that just reached MIN_CLASS_EXAMPLES joins the softmax
             // as unlikely a priori; its labels then teach it its words.
@@ -745,7 +1059,8 @@ impl Model {
             linear.active = active;
             linear.learn(&learned, times);
             linear
-        });
+        };
+        let linear = self.linear.each_ref().map(|l| l.as_ref().map(learn));
         Model { counts, table: OnceLock::new(), linear, metadata: self.metadata.clone(), ..self.clone() }
     }
 
@@ -789,12 +1104,8 @@ impl Model {
                     features: encode_sparse(&c.features),
                 })
                 .collect(),
-            linear: self.linear.as_ref().map(|l| StoredLinear {
-                bias: l.bias,
-                active: l.active,
-                nb_blend: l.nb_blend,
-                columns: (0..4).map(|k| l.encode_column(k)).collect(),
-            }),
+            linear: self.linear[0].as_ref().map(StoredLinear::of),
+            linear_short: self.linear[1].as_ref().map(StoredLinear::of),
         };
         let json = serde_json::to_vec(&file).map_err(|e| ModelError::Invalid(e.to_string()))?;
         let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
@@ -835,18 +1146,13 @@ impl Model {
         let counts = NbCounts { alpha: file.alpha, dimension, components };
         let mut loaded = Model::from_counts(&file.name, file.features, counts, file.calibration)?;
         if let Some(stored) = file.linear {
-            if stored.columns.len() != 4 {
-                return Err(ModelError::Invalid("linear weights need one column per scored class".into()));
+            loaded.linear[0] = Some(stored.model(dimension)?);
+            if let Some(stored) = file.linear_short {
+                loaded.linear[1] = Some(stored.model(dimension)?);
             }
-            let mut linear = LinearModel::zeros(dimension, stored.active);
-            linear.bias = stored.bias;
-            linear.nb_blend = stored.nb_blend;
-            for (k, column) in stored.columns.iter().enumerate() {
-                linear.decode_column(k, column)?;
-            }
-            loaded.linear = Some(linear);
         }
-        if loaded.linear.as_ref().is_none_or(|l| l.nb_blend > 0.0) {
+        let blended = loaded.linear.iter().flatten().any(|l| l.nb_blend > 0.0);
+        if loaded.linear[0].is_none() || blended {
             loaded.table();
         }
         if let Some(bytes) = metadata {
@@ -902,12 +1208,12 @@ pub(crate) fn blend(linear: ModelScores, nb: &ModelScores, weight: f64) -> Model
 /// The source name of feedback components (`spam:feedback`).
 pub const FEEDBACK_SOURCE: &str = "feedback";
 
-pub(crate) fn evidence_from_scores(name: &str, scores: &ModelScores, calibration: &Calibration) -> Evidence {
+/// The model's reasons for `points` (see [`model_points`]).
+pub(crate) fn evidence_from_points(name: &str, scores: &ModelScores, points: &[f64; 4]) -> Evidence {
     let mut evidence = Evidence::default();
-    let points = scores.calibrated(calibration);
     let probabilities = scores.probabilities();
     for (k, class) in SCORED_CLASSES.into_iter().enumerate() {
-        if !scores.active[k] || points[k].abs() < 0.01 {
+        if points[k] == 0.0 {
             continue;
         }
         let reason = Reason {
@@ -918,7 +1224,7 @@ pub(crate) fn evidence_from_scores(name: &str, scores: &ModelScores, calibration
             score: 0.0,
             decisive: false,
         };
-        evidence.add_score(reason, class, (points[k] * 1000.0).round() / 1000.0);
+        evidence.add_score(reason, class, points[k]);
     }
     evidence
 }
@@ -959,6 +1265,34 @@ mod tests {
         let row = vec![0, 3, 0, 0, 7, 1, 0];
         assert_eq!(decode_sparse(&encode_sparse(&row), 7).ok(), Some(row));
         assert!(decode_sparse(&[9, 1], 7).is_err());
+    }
+
+    #[test]
+    fn channel_groups_fall_back_and_calibrate_apart() {
+        use crate::features::tests_support::message;
+        assert_eq!(ChannelGroup::of(&message(Channel::Email, None, "")), ChannelGroup::Email);
+        for channel in [Channel::Messenger, Channel::Call, Channel::Webform] {
+            assert_eq!(ChannelGroup::of(&message(channel, None, "")), ChannelGroup::ShortMessages);
+        }
+        assert_eq!(ChannelGroup::ShortMessages.fallback(), Some(ChannelGroup::Email));
+
+        // A calibration without short_messages (models before groups) uses e-mail's everywhere.
+        let old = Calibration { weight: 1.5, ..Calibration::default() };
+        assert_eq!(old.group(ChannelGroup::ShortMessages), old.group(ChannelGroup::Email));
+        let short = GroupCalibration { weight: 0.8, bias: -2.0, length_exponent: 0.0, newsletter_bias: None };
+        let both = old.with_group(ChannelGroup::ShortMessages, short);
+        assert_eq!(both.group(ChannelGroup::ShortMessages), short);
+        let email = GroupCalibration { weight: 4.0, bias: 2.0, length_exponent: 0.5, newsletter_bias: Some(1.0) };
+        let both = both.with_group(ChannelGroup::Email, email);
+        assert_eq!((both.group(ChannelGroup::Email), both.group(ChannelGroup::ShortMessages)), (email, short));
+
+        // Points: the group's weight and bias, the newsletter's own bias, no pull-back on protected classes.
+        let scores =
+            ModelScores { log_odds: [3.0, 0.0, -4.0, 0.0], active: [true, false, true, false], feature_total: 100 };
+        let points = model_points(&scores, &both, ChannelGroup::Email, [false; 4]);
+        assert_eq!(points, [4.0, 0.0, -3.0, 0.0]);
+        let points = model_points(&scores, &both, ChannelGroup::ShortMessages, [false, false, true, false]);
+        assert_eq!(points, [4.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]

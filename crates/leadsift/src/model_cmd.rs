@@ -40,7 +40,7 @@ pub struct TrainArgs {
     /// Message text tokenised at most, in bytes (scoring time grows with it).
     #[arg(long, default_value_t = TrainSettings::default().features.max_text_bytes)]
     max_text_bytes: usize,
-    /// Largest validation ham→spam false-positive rate the calibration may accept.
+    /// Largest ham→spam false-positive rate per corpus the calibration may accept (on out-of-fold predictions).
     #[arg(long, default_value_t = TrainSettings::default().max_ham_spam_fp_rate)]
     max_fp: f64,
     /// Also fit linfa's logistic regression on the same split, for comparison (slow).
@@ -197,6 +197,11 @@ pub fn train_command(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exi
             algorithm.model_only
         )?;
     }
+    writeln!(
+        std::io::stdout(),
+        "== out of fold on the training side (what the calibration was chosen on), rules + model:\n{}",
+        outcome.out_of_fold.combined
+    )?;
     writeln!(std::io::stdout(), "== validation, rules only:\n{}", outcome.figures.rules_only)?;
     writeln!(std::io::stdout(), "== validation, model only (calibrated):\n{}", outcome.figures.model_only)?;
     writeln!(std::io::stdout(), "== validation, rules + model:\n{}", outcome.figures.combined)?;
