@@ -501,23 +501,13 @@ fn stream<const W: usize>(
     let Scratch { seen, touched, found } = scratch;
     let binary = featurizer.settings().binary;
     featurizer.for_each(message, &mut |bucket, count| {
-        if binary {
-            let (word, bit) = (bucket as usize / 64, 1u64 << (bucket % 64));
-            if seen[word] & bit != 0 {
-                return;
-            }
-            if seen[word] == 0 {
-                touched.push(bucket / 64);
-            }
-            seen[word] |= bit;
-            found.push((bucket, 1));
-        } else {
+        if !binary {
             found.push((bucket, count));
+        } else if first_sight(seen, touched, bucket) {
+            found.push((bucket, 1));
         }
     });
-    for word in touched.drain(..) {
-        seen[word as usize] = 0;
-    }
+    forget_seen(seen, touched);
     let mut acc = Accumulator::<W>::new();
     for (bucket, count) in found.drain(..) {
         acc.add(&rows[bucket as usize], count);
@@ -529,16 +519,29 @@ fn stream<const W: usize>(
 fn distinct_buckets(featurizer: &Featurizer, message: &Message, scratch: &mut Scratch) {
     let Scratch { seen, touched, found } = scratch;
     featurizer.for_each(message, &mut |bucket, _| {
-        let (word, bit) = (bucket as usize / 64, 1u64 << (bucket % 64));
-        if seen[word] & bit != 0 {
-            return;
+        if first_sight(seen, touched, bucket) {
+            found.push((bucket, 1));
         }
-        if seen[word] == 0 {
-            touched.push(bucket / 64);
-        }
-        seen[word] |= bit;
-        found.push((bucket, 1));
     });
+    forget_seen(seen, touched);
+}
+
+/// Marks `bucket` in the bitset `seen` (noting touched words in `touched`);
+/// true the first time a bucket is seen for this message.
+fn first_sight(seen: &mut [u64], touched: &mut Vec<u32>, bucket: u32) -> bool {
+    let (word, bit) = (bucket as usize / 64, 1u64 << (bucket % 64));
+    if seen[word] & bit != 0 {
+        return false;
+    }
+    if seen[word] == 0 {
+        touched.push(bucket / 64);
+    }
+    seen[word] |= bit;
+    true
+}
+
+/// Clears the words of `seen` that this message touched, for the next message.
+fn forget_seen(seen: &mut [u64], touched: &mut Vec<u32>) {
     for word in touched.drain(..) {
         seen[word as usize] = 0;
     }
