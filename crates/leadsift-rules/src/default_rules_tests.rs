@@ -280,3 +280,28 @@ fn job_applications_wrong_numbers_and_personal_messages_are_non_target() {
         Verdict::NonTarget
     );
 }
+
+#[test]
+fn english_requests_for_quotes_and_suppliers_are_seen() {
+    let cases = [
+        ("Could you please send us your latest price list and lead times for 200 units?", "INQUIRY_EN_OFFER_REQUEST"),
+        ("Kindly provide me with a quotation for the installation.", "INQUIRY_EN_OFFER_REQUEST"),
+        ("We would like to get a quote for cleaning our warehouse every week.", "INQUIRY_EN_OFFER_REQUEST"),
+        ("We are currently looking for a reliable packaging supplier in the EU.", "INQUIRY_SUPPLIER_SEARCH"),
+        ("I'm looking for a contractor to renovate our office.", "INQUIRY_SUPPLIER_SEARCH"),
+        ("Добрый день, ищем поставщика металлочерепицы для объекта в Туле.", "INQUIRY_SUPPLIER_SEARCH"),
+    ];
+    for (text, rule) in cases {
+        let c = assert_class(&email("buyer@company-example.com", "Request", text), Verdict::Inquiry);
+        assert!(fired(&c, rule), "{rule} on {text}: {:?}", c.reasons);
+    }
+    // The pitch that turns the phrase around is not a request.
+    let pitch = classify(&email(
+        "sales@factory-example.cn",
+        "Cooperation",
+        "If you are looking for a reliable supplier, we are a leading manufacturer of LED lights.",
+    ));
+    assert!(!fired(&pitch, "INQUIRY_SUPPLIER_SEARCH"), "{:?}", pitch.reasons);
+    let offer = classify(&email("x@spam-example.biz", "Offer", "Send us your bank details to claim the prize."));
+    assert!(!fired(&offer, "INQUIRY_EN_OFFER_REQUEST"), "{:?}", offer.reasons);
+}
