@@ -19,7 +19,7 @@ use std::sync::Arc;
 use leadsift_core::{Classification, Classifier, Evidence, Message, ScoringPolicy, SenderStanding};
 use leadsift_rules::RuleSet;
 
-use crate::model::{Model, protected_classes};
+use crate::model::{Model, RulesView};
 
 /// Anything that turns a message into evidence under a scoring policy: the
 /// rules engine, or a handle that always yields the current rules.
@@ -79,8 +79,8 @@ impl<R: EvidenceSource> CombinedClassifier<R> {
     pub fn evidence(&self, message: &Message) -> Evidence {
         let mut evidence = self.rules.evidence(message);
         if has_words(message) {
-            let protected = protected_classes(&evidence, self.rules.scoring().threshold);
-            evidence.merge(self.model.evidence_beside(message, protected));
+            let view = RulesView::of(&evidence, self.rules.scoring().threshold);
+            evidence.merge(self.model.evidence_beside(message, &view));
         }
         evidence
     }
@@ -115,6 +115,7 @@ impl Classifier for ModelOnlyClassifier {
 mod tests {
     use super::*;
     use crate::features::tests_support::message;
+    use crate::model::{ChannelGroup, GroupCalibration, protected_classes};
     use crate::train::tests::{small_settings, synthetic_corpus};
     use chrono::Utc;
     use leadsift_core::{Channel, EntryOrigin, ListEntry, ListKind, ReasonOrigin, SourceRef, Verdict};
@@ -153,18 +154,31 @@ mod tests {
     struct SpamRules(Vec<f64>);
 
     impl EvidenceSource for SpamRules {
+        fn evidence(&self, message: &Message) -> Evidence {
+            ClassRules(self.0.iter().map(|score| (Verdict::Spam, *score)).collect()).evidence(message)
+        }
+
+        fn scoring(&self) -> ScoringPolicy {
+            ScoringPolicy::default()
+        }
+    }
+
+    /// Rules that give each listed class its score, one reason each.
+    struct ClassRules(Vec<(Verdict, f64)>);
+
+    impl EvidenceSource for ClassRules {
         fn evidence(&self, _: &Message) -> Evidence {
             let mut evidence = Evidence::default();
-            for (i, score) in self.0.iter().enumerate() {
+            for (i, (class, score)) in self.0.iter().enumerate() {
                 let reason = leadsift_core::Reason {
-                    rule: format!("SPAM_RULE_{i}"),
+                    rule: format!("{}_RULE_{i}", class.as_str().to_uppercase()),
                     description: "test rule".into(),
                     origin: ReasonOrigin::Rule,
                     class: None,
                     score: 0.0,
                     decisive: false,
                 };
-                evidence.add_score(reason, Verdict::Spam, *score);
+                evidence.add_score(reason, *class, *score);
             }
             evidence
         }
@@ -172,6 +186,71 @@ mod tests {
         fn scoring(&self) -> ScoringPolicy {
             ScoringPolicy::default()
         }
+    }
+
+    fn model_reason(c: &Classification, class: Verdict) -> leadsift_core::Reason {
+        let found = c.reasons.iter().find(|r| r.origin == ReasonOrigin::Model && r.class == Some(class));
+        found.cloned().unwrap_or_else(|| panic!("no model reason for {class}: {c:?}"))
+    }
+
+    #[test]
+    fn the_model_cannot_lift_a_class_past_one_it_has_not_learned() {
+        let model = trained();
+        assert!(!model.scores(&spammy()).active[1], "the synthetic model has no bank statements");
+        let standing = SenderStanding::default();
+        // Without rules the model calls it spam: the test can fail.
+        assert_eq!(
+            CombinedClassifier::new(ClassRules(vec![]), Arc::clone(&model)).classify(&spammy(), &standing).verdict,
+            Verdict::Spam
+        );
+
+        // Two bank rules (5 points) decide a bank statement; the model's spam stops just under them.
+        let bank = CombinedClassifier::new(
+            ClassRules(vec![(Verdict::BankStatement, 3.0), (Verdict::BankStatement, 2.0)]),
+            Arc::clone(&model),
+        );
+        let c = bank.classify(&spammy(), &standing);
+        assert_eq!(c.verdict, Verdict::BankStatement, "{c:?}");
+        let spam = model_reason(&c, Verdict::Spam);
+        assert!((spam.score - 4.99).abs() < 1e-9, "{spam:?}");
+        assert!(spam.description.contains("has not learned"), "{}", spam.description);
+
+        // Bank points under the threshold are not a verdict: the model decides.
+        let hint = CombinedClassifier::new(ClassRules(vec![(Verdict::BankStatement, 3.0)]), Arc::clone(&model));
+        assert_eq!(hint.classify(&spammy(), &standing).verdict, Verdict::Spam);
+    }
+
+    #[test]
+    fn a_request_the_rules_see_keeps_the_model_alone_under_the_threshold() {
+        // A model sure enough to outvote a request: three times the synthetic model's points.
+        let mut sure = (*trained()).clone();
+        let calibration = *sure.calibration();
+        let short = calibration.group(ChannelGroup::ShortMessages);
+        let tripled = GroupCalibration { weight: short.weight * 3.0, ..short };
+        sure.set_calibration(calibration.with_group(ChannelGroup::ShortMessages, tripled));
+        let model = Arc::new(sure);
+        assert!(model.evidence(&spammy()).score(Verdict::Spam) > 4.0 + 2.5, "the test needs a sure model");
+        let standing = SenderStanding::default();
+        let request = CombinedClassifier::new(ClassRules(vec![(Verdict::Inquiry, 2.5)]), Arc::clone(&model));
+        let c = request.classify(&spammy(), &standing);
+        assert_eq!(c.verdict, Verdict::Inquiry, "{c:?}");
+        let spam = model_reason(&c, Verdict::Spam);
+        assert!((spam.score - (4.0 + 2.5 - 0.01)).abs() < 1e-9, "{spam:?}");
+        assert!(spam.description.contains("the rules see a request"), "{}", spam.description);
+        assert!(c.confidence < 0.51, "an unsure lead: {c:?}");
+
+        // One spam rule beside the request: the model may decide again.
+        let seconded = CombinedClassifier::new(
+            ClassRules(vec![(Verdict::Inquiry, 2.5), (Verdict::Spam, 1.0)]),
+            Arc::clone(&model),
+        );
+        assert_eq!(seconded.classify(&spammy(), &standing).verdict, Verdict::Spam);
+
+        // A polite opener (1 point) is not a request.
+        let opener = CombinedClassifier::new(ClassRules(vec![(Verdict::Inquiry, 1.0)]), Arc::clone(&model));
+        let c = opener.classify(&spammy(), &standing);
+        assert_eq!(c.verdict, Verdict::Spam, "{c:?}");
+        assert!(!model_reason(&c, Verdict::Spam).description.contains("held"), "{c:?}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub use eval::{
 };
 pub use features::{FeatureSettings, Featurizer, SparseFeatures};
 pub use linear::{LinearModel, LinearSettings, SparseRows};
-pub use model::{Calibration, Model, ModelMetadata, ModelScores};
+pub use model::{Calibration, Ceiling, Model, ModelMetadata, ModelScores, RulesView};
 pub use train::{
     AlgorithmFigures, DEFAULT_MAX_HAM_SPAM_FP_RATE, FEEDBACK_WEIGHT, FitEngine, TrainOutcome, TrainProgress,
     TrainSettings, TrainStage, train, validate, validate_examples,

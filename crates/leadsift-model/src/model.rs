@@ -176,6 +176,110 @@ impl Calibration {
     }
 }
 
+/// Rule points of inquiry evidence from which the model alone may not junk a
+/// message: a price question or an order (2–2.5 points), or a callback
+/// request with a question. Below it the rules have only seen a polite
+/// opener, which spam uses as well.
+pub const REQUEST_POINTS: f64 = 2.0;
+
+/// What the rules said about a message, as far as the model's points depend
+/// on it (see [`model_points`]): the model reads text, the rules read the
+/// message, and where the rules know more the model's say is limited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RulesView {
+    /// Classes a rule strong enough to decide on its own argued for
+    /// ([`protected_classes`]): the model may add to them, never take from them.
+    pub protected: [bool; 4],
+    /// The rules' scores per class, in [`Verdict::ALL`] order.
+    pub scores: [f64; 5],
+    /// The policy threshold the scores are decided with.
+    pub threshold: f64,
+}
+
+impl RulesView {
+    /// No rules at all: the model's points are its calibrated opinion alone.
+    pub const NONE: RulesView = RulesView { protected: [false; 4], scores: [0.0; 5], threshold: f64::INFINITY };
+
+    /// The view of `rules` under `threshold`. Besides [`protected_classes`],
+    /// newsletters are protected once the rules' newsletter points together
+    /// reach the threshold: the model learned the class from mailing-list
+    /// mail and political newsletters alone, so its "not a newsletter" says
+    /// little about a shop's promotion or a Russian digest the rules
+    /// recognise by several signs. (Spam keeps the pull-back on several
+    /// hints: its model learned from five corpora in both languages.)
+    pub fn of(rules: &Evidence, threshold: f64) -> Self {
+        let scores = rules.scores();
+        let mut protected = protected_classes(rules, threshold);
+        let newsletter = scores[Verdict::Newsletter.index()] - scores[Verdict::Inquiry.index()];
+        if let Some(k) = SCORED_CLASSES.iter().position(|c| *c == Verdict::Newsletter) {
+            protected[k] |= newsletter >= threshold;
+        }
+        Self { protected, scores, threshold }
+    }
+
+    /// Most points the model may add to each scored class, and why, for a
+    /// model scoring the `active` classes. Two limits, both for what the
+    /// model cannot know:
+    ///
+    /// - [`Ceiling::UnlearnedClass`]: the rules alone put the message in a
+    ///   class the model has not learned (a bank statement, a CV, a wrong
+    ///   number: no corpus labels them). To the model such a message is
+    ///   merely "not a chat message", which reads as spam; that is no
+    ///   evidence against the rules' class, so the model may not lift
+    ///   another class past it.
+    /// - [`Ceiling::Request`]: the rules see a request ([`REQUEST_POINTS`] of
+    ///   inquiry evidence) and no rule argued for the class: the model alone
+    ///   may bring the class up to just under the threshold, an unsure lead
+    ///   with the model's doubt in its reasons, never over it. A real inquiry
+    ///   lost to the spam filter is the costly mistake, and the corpora hold
+    ///   no inbound customer e-mail for the model to know one by.
+    pub fn ceilings(&self, active: [bool; 4]) -> [Option<(f64, Ceiling)>; 4] {
+        let inquiry = self.scores[Verdict::Inquiry.index()];
+        let score = |k: usize| self.scores[SCORED_CLASSES[k].index()];
+        let unlearned = (0..4)
+            .filter(|&k| !active[k] && score(k) - inquiry >= self.threshold)
+            .map(score)
+            .fold(None, |best: Option<f64>, s| Some(best.map_or(s, |b| b.max(s))));
+        std::array::from_fn(|k| {
+            if !active[k] {
+                return None;
+            }
+            let mut ceiling: Option<(f64, Ceiling)> = None;
+            let mut lower = |points: f64, why: Ceiling| {
+                if ceiling.is_none_or(|(c, _)| points < c) {
+                    ceiling = Some((points, why));
+                }
+            };
+            if let Some(top) = unlearned {
+                lower((top - score(k) - CEILING_GAP).max(0.0), Ceiling::UnlearnedClass);
+            }
+            if inquiry >= REQUEST_POINTS && score(k) <= 0.0 {
+                lower((self.threshold + inquiry - score(k) - CEILING_GAP).max(0.0), Ceiling::Request);
+            }
+            ceiling
+        })
+    }
+}
+
+/// How far under a rival's score a [`RulesView::ceilings`] limit stops.
+const CEILING_GAP: f64 = 0.01;
+
+/// Why the model's points for a class were limited ([`RulesView::ceilings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ceiling {
+    UnlearnedClass,
+    Request,
+}
+
+impl Ceiling {
+    fn explain(self) -> &'static str {
+        match self {
+            Ceiling::UnlearnedClass => "held under the rules' verdict: a class the model has not learned",
+            Ceiling::Request => "held under the threshold: the rules see a request and no rule sees this class",
+        }
+    }
+}
+
 /// Which scored classes a rule strong enough to decide on its own argued
 /// for (a rule's score for the class reached the policy threshold): the
 /// model may add to them but never take from them, so its doubt cannot
@@ -195,18 +299,19 @@ pub fn protected_classes(rules: &Evidence, threshold: f64) -> [bool; 4] {
 }
 
 /// The rule points the model adds per scored class (0 for none): the
-/// calibrated log-odds of `group`, no pull-back on `protected` classes,
-/// rounded to 0.001, and nothing below 0.01. The one function behind the
-/// model's evidence and the calibration search, so both agree exactly.
+/// calibrated log-odds of `group`, no pull-back on the rules' protected
+/// classes, no more than the rules' [`RulesView::ceilings`], rounded to
+/// 0.001, and nothing below 0.01. The one function behind the model's
+/// evidence and the calibration search, so both agree exactly.
 pub fn model_points(
     scores: &ModelScores,
     calibration: &Calibration,
     group: ChannelGroup,
-    protected: [bool; 4],
+    rules: &RulesView,
 ) -> [f64; 4] {
     let calibrated = calibration.group(group);
     let scaled = scores.length_scaled(calibrated.length_exponent);
-    points_of_scaled(&scaled, scores.active, calibration, calibrated, protected)
+    points_of_scaled(&scaled, scores.active, calibration, calibrated, rules)
 }
 
 /// [`model_points`] from log-odds already divided by the length factor
@@ -218,8 +323,9 @@ pub(crate) fn points_of_scaled(
     active: [bool; 4],
     calibration: &Calibration,
     group: GroupCalibration,
-    protected: [bool; 4],
+    rules: &RulesView,
 ) -> [f64; 4] {
+    let ceilings = rules.ceilings(active);
     let mut points = [0.0; 4];
     for (k, p) in points.iter_mut().enumerate() {
         if !active[k] {
@@ -227,8 +333,11 @@ pub(crate) fn points_of_scaled(
         }
         let mut raw =
             (group.weight * (scaled[k] - group.bias_of(k))).clamp(-calibration.negative_cap, calibration.cap[k]);
-        if protected[k] {
+        if rules.protected[k] {
             raw = raw.max(0.0);
+        }
+        if let Some((ceiling, _)) = ceilings[k] {
+            raw = raw.min(ceiling.max(raw.min(0.0)));
         }
         *p = if raw.abs() < 0.01 { 0.0 } else { (raw * 1000.0).round() / 1000.0 };
     }
@@ -1010,15 +1119,23 @@ impl Model {
     /// (`rule: "model:<name>"`, `description: "model: spam 0.93"`), scored in
     /// rule points under the model's calibration.
     pub fn evidence(&self, message: &Message) -> Evidence {
-        self.evidence_beside(message, [false; 4])
+        self.evidence_beside(message, &RulesView::NONE)
     }
 
-    /// [`Self::evidence`] next to rules that argued decisively for the
-    /// `protected` classes (see [`protected_classes`]).
-    pub fn evidence_beside(&self, message: &Message, protected: [bool; 4]) -> Evidence {
+    /// [`Self::evidence`] next to the rules' evidence (see [`RulesView`]):
+    /// a limited class's reason says what held it.
+    pub fn evidence_beside(&self, message: &Message, rules: &RulesView) -> Evidence {
         let scores = self.scores(message);
-        let points = model_points(&scores, &self.calibration, ChannelGroup::of(message), protected);
-        evidence_from_points(&self.name, &scores, &points)
+        let points = model_points(&scores, &self.calibration, ChannelGroup::of(message), rules);
+        // A class whose points stopped at its ceiling says so.
+        let ceilings = rules.ceilings(scores.active);
+        let notes = std::array::from_fn(|k| {
+            ceilings[k].and_then(|(ceiling, why)| {
+                let raw = model_points(&scores, &self.calibration, ChannelGroup::of(message), &RulesView::NONE)[k];
+                (raw > ceiling + 0.001).then_some(why.explain())
+            })
+        });
+        evidence_from_points(&self.name, &scores, &points, notes)
     }
 
     /// Adds labelled messages to the counts (each counted `times` times) and
@@ -1212,16 +1329,22 @@ pub(crate) fn blend(linear: ModelScores, nb: &ModelScores, weight: f64) -> Model
 pub const FEEDBACK_SOURCE: &str = "feedback";
 
 /// The model's reasons for `points` (see [`model_points`]).
-pub(crate) fn evidence_from_points(name: &str, scores: &ModelScores, points: &[f64; 4]) -> Evidence {
+pub(crate) fn evidence_from_points(
+    name: &str,
+    scores: &ModelScores,
+    points: &[f64; 4],
+    notes: [Option<&str>; 4],
+) -> Evidence {
     let mut evidence = Evidence::default();
     let probabilities = scores.probabilities();
     for (k, class) in SCORED_CLASSES.into_iter().enumerate() {
-        if points[k] == 0.0 {
+        if points[k] == 0.0 && notes[k].is_none() {
             continue;
         }
+        let note = notes[k].map(|n| format!(", {n}")).unwrap_or_default();
         let reason = Reason {
             rule: format!("model:{name}"),
-            description: format!("model: {class} {:.2}", probabilities[class.index()]),
+            description: format!("model: {class} {:.2}{note}", probabilities[class.index()]),
             origin: ReasonOrigin::Model,
             class: None,
             score: 0.0,
@@ -1292,10 +1415,66 @@ mod tests {
         // Points: the group's weight and bias, the newsletter's own bias, no pull-back on protected classes.
         let scores =
             ModelScores { log_odds: [3.0, 0.0, -4.0, 0.0], active: [true, false, true, false], feature_total: 100 };
-        let points = model_points(&scores, &both, ChannelGroup::Email, [false; 4]);
+        let points = model_points(&scores, &both, ChannelGroup::Email, &RulesView::NONE);
         assert_eq!(points, [4.0, 0.0, -3.0, 0.0]);
-        let points = model_points(&scores, &both, ChannelGroup::ShortMessages, [false, false, true, false]);
+        let points = model_points(
+            &scores,
+            &both,
+            ChannelGroup::ShortMessages,
+            &RulesView { protected: [false, false, true, false], ..RulesView::NONE },
+        );
         assert_eq!(points, [4.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn the_rules_view_protects_newsletters_by_their_sum_and_sets_ceilings() {
+        let rule = |class: Verdict, score: f64| {
+            let reason = Reason {
+                rule: "R".into(),
+                description: "r".into(),
+                origin: ReasonOrigin::Rule,
+                class: None,
+                score: 0.0,
+                decisive: false,
+            };
+            (reason, class, score)
+        };
+        let evidence = |rules: &[(Verdict, f64)]| {
+            let mut e = Evidence::default();
+            for (class, score) in rules {
+                let (reason, class, score) = rule(*class, *score);
+                e.add_score(reason, class, score);
+            }
+            e
+        };
+        // Two newsletter hints that reach the threshold together protect it; spam's do not.
+        let two = RulesView::of(&evidence(&[(Verdict::Newsletter, 2.5), (Verdict::Newsletter, 2.0)]), 4.0);
+        assert_eq!(two.protected, [false, false, true, false]);
+        let spam = RulesView::of(&evidence(&[(Verdict::Spam, 2.5), (Verdict::Spam, 2.0)]), 4.0);
+        assert_eq!(spam.protected, [false; 4]);
+        let less = RulesView::of(&evidence(&[(Verdict::Newsletter, 2.5), (Verdict::Inquiry, 1.0)]), 4.0);
+        assert_eq!(less.protected, [false; 4]);
+
+        let active = [true, false, true, false];
+        assert_eq!(RulesView::NONE.ceilings(active), [None; 4]);
+        // Non-target at 5 (a class this model has not learned): spam and newsletter stop under it.
+        let cv = RulesView::of(&evidence(&[(Verdict::NonTarget, 5.0), (Verdict::Newsletter, 1.0)]), 4.0);
+        let c = cv.ceilings(active);
+        assert_eq!(c[0], Some((4.99, Ceiling::UnlearnedClass)));
+        assert_eq!(c[2], Some((3.99, Ceiling::UnlearnedClass)));
+        assert_eq!((c[1], c[3]), (None, None), "inactive classes get no points anyway");
+        // Learned by the model (feedback made it active): no ceiling.
+        assert_eq!(cv.ceilings([true; 4])[0], None);
+        // A request (2 points) and no spam rule: spam stops under the threshold; newsletter has a rule.
+        let request = RulesView::of(&evidence(&[(Verdict::Inquiry, 2.0), (Verdict::Newsletter, 1.0)]), 4.0);
+        let c = request.ceilings(active);
+        assert_eq!(c[0], Some((5.99, Ceiling::Request)));
+        assert_eq!(c[2], None);
+        // Points honour the ceiling and never turn a negative opinion positive.
+        let calibration = Calibration { weight: 10.0, ..Calibration::default() };
+        let scores = ModelScores { log_odds: [3.0, 0.0, -4.0, 0.0], active, feature_total: 100 };
+        let points = model_points(&scores, &calibration, ChannelGroup::Email, &cv);
+        assert_eq!(points, [4.99, 0.0, -3.0, 0.0]);
     }
 
     #[test]

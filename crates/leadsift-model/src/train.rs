@@ -39,8 +39,8 @@ use crate::eval::{EvalSummary, Evaluator, ValidationFigures};
 use crate::features::{FeatureSettings, Featurizer, SparseFeatures};
 use crate::linear::{LinearSettings, SparseRows};
 use crate::model::{
-    Calibration, ChannelGroup, GroupCalibration, Model, ModelMetadata, ModelScores, NB_ALGORITHM, NbCounts,
-    SCORED_CLASSES, blend, component_name, model_points, points_of_scaled, protected_classes,
+    Calibration, ChannelGroup, GroupCalibration, Model, ModelMetadata, ModelScores, NB_ALGORITHM, NbCounts, RulesView,
+    SCORED_CLASSES, blend, component_name, model_points, points_of_scaled,
 };
 
 /// The false-positive budget of the calibration per corpus: the bar (0.15 %).
@@ -692,8 +692,8 @@ pub(crate) struct Scored<'a> {
     /// The rules' scores per class, in [`Verdict::ALL`] order, and their decisive reason.
     pub rules: [f64; 5],
     pub decided: Option<(Verdict, f64)>,
-    /// Classes a rule strong enough on its own argued for ([`protected_classes`]).
-    pub protected: [bool; 4],
+    /// What the model's points depend on in the rules' evidence.
+    pub view: RulesView,
     /// What the model scores with under the current blend.
     pub model: ModelScores,
     /// The regression's log-odds alone (when the model has one) and Naive Bayes'.
@@ -717,7 +717,7 @@ impl<'a> Scored<'a> {
             has_words: has_words(&example.message),
             rules: evidence.scores(),
             decided: evidence.decided(),
-            protected: protected_classes(&evidence, policy.threshold),
+            view: RulesView::of(&evidence, policy.threshold),
             model: regression.unwrap_or(nb),
             regression,
             nb,
@@ -741,7 +741,7 @@ impl<'a> Scored<'a> {
     /// The model alone, as [`crate::ModelOnlyClassifier`] decides.
     fn model_verdict(&self, policy: &ScoringPolicy, calibration: &Calibration) -> Verdict {
         let mut scores = [0.0; 5];
-        let points = model_points(&self.model, calibration, self.group, [false; 4]);
+        let points = model_points(&self.model, calibration, self.group, &RulesView::NONE);
         for (class, p) in SCORED_CLASSES.iter().zip(points) {
             scores[class.index()] += p;
         }
@@ -754,7 +754,7 @@ impl<'a> Scored<'a> {
         if !self.has_words {
             return self.rules_verdict(policy);
         }
-        self.verdict_with_points(policy, &model_points(&self.model, calibration, self.group, self.protected))
+        self.verdict_with_points(policy, &model_points(&self.model, calibration, self.group, &self.view))
     }
 
     /// The verdict with the model's `points` added to the rules' scores.
@@ -1053,7 +1053,7 @@ impl GroupSearch<'_> {
                     let candidate = GroupCalibration { weight: w, bias, length_exponent, newsletter_bias: None };
                     let mut confusion = fixed.clone();
                     for (s, id, scaled) in &members {
-                        let points = points_of_scaled(scaled, s.model.active, calibration, candidate, s.protected);
+                        let points = points_of_scaled(scaled, s.model.active, calibration, candidate, &s.view);
                         let (verdict, margin) = s.verdict_and_margin(self.policy, &points);
                         confusion.add(*id, s.label, verdict);
                         confusion.margin += margin;
@@ -1079,7 +1079,7 @@ impl GroupSearch<'_> {
                 let candidate = GroupCalibration { newsletter_bias: Some(newsletter_bias), ..chosen };
                 let mut confusion = fixed.clone();
                 for (s, id, scaled) in &members {
-                    let points = points_of_scaled(scaled, s.model.active, calibration, candidate, s.protected);
+                    let points = points_of_scaled(scaled, s.model.active, calibration, candidate, &s.view);
                     let (verdict, margin) = s.verdict_and_margin(self.policy, &points);
                     confusion.add(*id, s.label, verdict);
                     confusion.margin += margin;
