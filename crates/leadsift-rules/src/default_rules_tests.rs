@@ -305,3 +305,51 @@ fn english_requests_for_quotes_and_suppliers_are_seen() {
     let offer = classify(&email("x@spam-example.biz", "Offer", "Send us your bank details to claim the prize."));
     assert!(!fired(&offer, "INQUIRY_EN_OFFER_REQUEST"), "{:?}", offer.reasons);
 }
+
+#[test]
+fn bank_notices_without_statement_words_are_bank_mail() {
+    let push = messenger("Зачисление 18 500,00 ₽ от ИП Смирнова А.В., счёт *4410\nБаланс: 611 204,15 ₽");
+    let c = assert_class(&push, Verdict::BankStatement);
+    assert!(fired(&c, "BANK_MONEY_MOVEMENT_AMOUNT"), "{:?}", c.reasons);
+    let advice = email(
+        "alerts@bank-example.com",
+        "Debit advice",
+        "Your account has been debited with USD 740.00 for an outward transfer.\nAvailable balance: USD 9,312.50\n\
+         This is a system generated advice.",
+    );
+    let c = assert_class(&advice, Verdict::BankStatement);
+    assert!(fired(&c, "BANK_BALANCE_FOREIGN_CURRENCY") && fired(&c, "BANK_TRANSACTION_ADVICE"), "{:?}", c.reasons);
+    // A client telling us about the payment is not a bank notice.
+    let client = email(
+        "buh@client-example.ru",
+        "Оплата",
+        "Добрый день, оплатили счёт №15 на 40 000 руб., пришлите закрывающие документы.",
+    );
+    assert_class(&client, Verdict::Inquiry);
+}
+
+#[test]
+fn newsletters_without_an_unsubscribe_line_are_recognised_by_their_shape() {
+    let product_news = email(
+        "team@app-example.io",
+        "What's new in Planner — March",
+        "Here's what shipped this month:\n• Recurring tasks\n• Calendar sync for teams\n• Dark mode on the web\n\n\
+         Read the release notes on our blog.\n\nThe Planner team",
+    );
+    let c = assert_class(&product_news, Verdict::Newsletter);
+    assert!(fired(&c, "NEWSLETTER_PRODUCT_NEWS") && fired(&c, "NEWSLETTER_BULLETED_ROUNDUP"), "{:?}", c.reasons);
+    let issue = email(
+        "editor@weekly-example.ru",
+        "Строительный дайджест, выпуск №31",
+        "В этом выпуске:\n1. Цены на металл\n2. Новые СНиПы\n3. Интервью с прорабом\n\nКоманда Стройдайджеста",
+    );
+    let c = assert_class(&issue, Verdict::Newsletter);
+    assert!(fired(&c, "NEWSLETTER_ISSUE_NUMBER") && fired(&c, "NEWSLETTER_TEAM_SIGNOFF"), "{:?}", c.reasons);
+    // A client's order with a bulleted list stays an inquiry.
+    let order = email(
+        "zakup@client-example.ru",
+        "Заказ",
+        "Здравствуйте, хотим заказать:\n• профнастил С8 — 40 листов\n• саморезы — 5 упаковок\n• конёк — 6 шт\nПришлите счёт.",
+    );
+    assert_class(&order, Verdict::Inquiry);
+}
