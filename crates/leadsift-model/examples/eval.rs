@@ -2,7 +2,7 @@
 //! the reference for `leadsift eval`.
 //!
 //! ```text
-//! cargo run --release -p leadsift-model --example eval -- [--model DIR] [--all] [--json] [--show-fp] [--show-fn] [CORPUS...]
+//! cargo run --release -p leadsift-model --example eval -- [--model DIR] [--all] [--json] [--show-fp] [--show-fn] [--show-junked] [CORPUS...]
 //! ```
 //! Without `--model` the built-in model is used; without CORPUS arguments
 //! the shared corpora; without `--all` only their validation split.
@@ -16,8 +16,8 @@ use leadsift_model::{CombinedClassifier, Corpus, Model, ModelOnlyClassifier, eva
 use leadsift_rules::RuleSet;
 
 fn main() -> anyhow::Result<()> {
-    let (mut model_dir, mut all, mut json, mut show_fp, mut show_fn, mut corpora) =
-        (None, false, false, false, false, Vec::new());
+    let (mut model_dir, mut all, mut json, mut show_fp, mut show_fn, mut show_junked, mut corpora) =
+        (None, false, false, false, false, false, Vec::new());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
             "--json" => json = true,
             "--show-fp" => show_fp = true,
             "--show-fn" => show_fn = true,
+            "--show-junked" => show_junked = true,
             other => corpora.push(PathBuf::from(other)),
         }
     }
@@ -49,17 +50,24 @@ fn main() -> anyhow::Result<()> {
             println!("== {name}, {} examples\n{report}", examples.len());
         }
     }
-    if show_fp || show_fn {
+    if show_fp || show_fn || show_junked {
         for example in &examples {
             let c = combined.classify(&example.message, &SenderStanding::default());
             let false_positive = example.class != Verdict::Spam && c.verdict == Verdict::Spam;
             let false_negative = example.class == Verdict::Spam && c.verdict != Verdict::Spam;
-            if (show_fp && false_positive) || (show_fn && false_negative) {
+            let junked = example.class == Verdict::Inquiry && c.verdict != Verdict::Inquiry;
+            if (show_fp && false_positive) || (show_fn && false_negative) || (show_junked && junked) {
                 let text: String = example.message.text.chars().take(160).collect();
                 let reasons: Vec<String> = c.reasons.iter().map(|r| format!("{} {:+.1}", r.rule, r.score)).collect();
                 println!(
                     "{} [{} {}] {:?} | {} | {}",
-                    if false_positive { "FP" } else { "FN" },
+                    if junked {
+                        format!("JUNKED as {}", c.verdict)
+                    } else if false_positive {
+                        "FP".to_owned()
+                    } else {
+                        "FN".to_owned()
+                    },
                     example.corpus,
                     example.source_label,
                     example.message.subject,
