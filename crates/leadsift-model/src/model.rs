@@ -200,21 +200,8 @@ impl RulesView {
     /// No rules at all: the model's points are its calibrated opinion alone.
     pub const NONE: RulesView = RulesView { protected: [false; 4], scores: [0.0; 5], threshold: f64::INFINITY };
 
-    /// The view of `rules` under `threshold`. Besides [`protected_classes`],
-    /// newsletters are protected once the rules' newsletter points together
-    /// reach the threshold: the model learned the class from mailing-list
-    /// mail and political newsletters alone, so its "not a newsletter" says
-    /// little about a shop's promotion or a Russian digest the rules
-    /// recognise by several signs. (Spam keeps the pull-back on several
-    /// hints: its model learned from five corpora in both languages.)
     pub fn of(rules: &Evidence, threshold: f64) -> Self {
-        let scores = rules.scores();
-        let mut protected = protected_classes(rules, threshold);
-        let newsletter = scores[Verdict::Newsletter.index()] - scores[Verdict::Inquiry.index()];
-        if let Some(k) = SCORED_CLASSES.iter().position(|c| *c == Verdict::Newsletter) {
-            protected[k] |= newsletter >= threshold;
-        }
-        Self { protected, scores, threshold }
+        Self { protected: protected_classes(rules, threshold), scores: rules.scores(), threshold }
     }
 
     /// Most points the model may add to each scored class, and why, for a
@@ -260,6 +247,14 @@ impl RulesView {
         })
     }
 }
+
+/// Per [`SCORED_CLASSES`] entry: whether the model's doubt may take points
+/// from the class. Not from newsletters: SpamAssassin's newsletter labels are
+/// derived from its list headers (see the label mapping), so "no list headers,
+/// so no newsletter" is how the labels were made, not evidence, and it held
+/// back shops' promotions and Russian digests the rules recognised. (On the
+/// validation split dropping it changes one newsletter and one inquiry.)
+const PULLS_BACK: [bool; 4] = [true, true, false, true];
 
 /// How far under a rival's score a [`RulesView::ceilings`] limit stops.
 const CEILING_GAP: f64 = 0.01;
@@ -333,7 +328,7 @@ pub(crate) fn points_of_scaled(
         }
         let mut raw =
             (group.weight * (scaled[k] - group.bias_of(k))).clamp(-calibration.negative_cap, calibration.cap[k]);
-        if rules.protected[k] {
+        if rules.protected[k] || !PULLS_BACK[k] {
             raw = raw.max(0.0);
         }
         if let Some((ceiling, _)) = ceilings[k] {
@@ -1414,20 +1409,20 @@ mod tests {
 
         // Points: the group's weight and bias, the newsletter's own bias, no pull-back on protected classes.
         let scores =
-            ModelScores { log_odds: [3.0, 0.0, -4.0, 0.0], active: [true, false, true, false], feature_total: 100 };
+            ModelScores { log_odds: [3.0, 0.0, 2.0, 0.0], active: [true, false, true, false], feature_total: 100 };
         let points = model_points(&scores, &both, ChannelGroup::Email, &RulesView::NONE);
-        assert_eq!(points, [4.0, 0.0, -3.0, 0.0]);
-        let points = model_points(
-            &scores,
-            &both,
-            ChannelGroup::ShortMessages,
-            &RulesView { protected: [false, false, true, false], ..RulesView::NONE },
-        );
-        assert_eq!(points, [4.0, 0.0, 0.0, 0.0]);
+        assert_eq!(points, [4.0, 0.0, 4.0, 0.0]);
+        let doubt =
+            ModelScores { log_odds: [-4.0, 0.0, 2.0, 0.0], active: [true, false, true, false], feature_total: 100 };
+        let points = model_points(&doubt, &both, ChannelGroup::ShortMessages, &RulesView::NONE);
+        assert_eq!(points, [-1.6, 0.0, 3.2, 0.0]);
+        let protected = RulesView { protected: [true, false, false, false], ..RulesView::NONE };
+        let points = model_points(&doubt, &both, ChannelGroup::ShortMessages, &protected);
+        assert_eq!(points, [0.0, 0.0, 3.2, 0.0]);
     }
 
     #[test]
-    fn the_rules_view_protects_newsletters_by_their_sum_and_sets_ceilings() {
+    fn the_rules_view_sets_ceilings_and_newsletters_are_never_pulled_back() {
         let rule = |class: Verdict, score: f64| {
             let reason = Reason {
                 rule: "R".into(),
@@ -1447,13 +1442,10 @@ mod tests {
             }
             e
         };
-        // Two newsletter hints that reach the threshold together protect it; spam's do not.
-        let two = RulesView::of(&evidence(&[(Verdict::Newsletter, 2.5), (Verdict::Newsletter, 2.0)]), 4.0);
-        assert_eq!(two.protected, [false, false, true, false]);
+        // Two spam hints that reach the threshold together do not protect it; one rule at it does.
         let spam = RulesView::of(&evidence(&[(Verdict::Spam, 2.5), (Verdict::Spam, 2.0)]), 4.0);
         assert_eq!(spam.protected, [false; 4]);
-        let less = RulesView::of(&evidence(&[(Verdict::Newsletter, 2.5), (Verdict::Inquiry, 1.0)]), 4.0);
-        assert_eq!(less.protected, [false; 4]);
+        assert_eq!(RulesView::of(&evidence(&[(Verdict::Spam, 4.0)]), 4.0).protected, [true, false, false, false]);
 
         let active = [true, false, true, false];
         assert_eq!(RulesView::NONE.ceilings(active), [None; 4]);
@@ -1474,7 +1466,9 @@ mod tests {
         let calibration = Calibration { weight: 10.0, ..Calibration::default() };
         let scores = ModelScores { log_odds: [3.0, 0.0, -4.0, 0.0], active, feature_total: 100 };
         let points = model_points(&scores, &calibration, ChannelGroup::Email, &cv);
-        assert_eq!(points, [4.99, 0.0, -3.0, 0.0]);
+        assert_eq!(points, [4.99, 0.0, 0.0, 0.0], "newsletters lose no points to the model");
+        let doubt = ModelScores { log_odds: [-3.0, 0.0, -4.0, 0.0], active, feature_total: 100 };
+        assert_eq!(model_points(&doubt, &calibration, ChannelGroup::Email, &RulesView::NONE), [-3.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]
