@@ -33,6 +33,7 @@ mod channel_state;
 mod cli;
 mod deploy;
 mod feedback;
+mod handwritten;
 mod imap;
 mod model_cli;
 mod notify;
