@@ -1,16 +1,17 @@
-//! Hand-written messages over every channel and class (tests/fixtures/handwritten),
+//! Hand-written messages over every channel and class (tests/handwritten),
 //! through `leadsift classify --json -` with the built-in rules and model: no real
 //! inquiry may be junked, and the share classified right must not fall.
 
 use std::io::Write;
 use std::process::Stdio;
 
-use leadsift_integration_tests::{fixtures, leadsift_command};
+use leadsift_integration_tests::leadsift_command;
 use serde_json::Value;
 
 /// (right, inquiries junked, total) of the built-in classifier on one fixture set.
 fn score(name: &str) -> (usize, Vec<String>, usize) {
-    let dir = fixtures().join("handwritten");
+    // Beside tests/fixtures, not in it: other tests classify every file there.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/handwritten");
     let input = std::fs::read(dir.join(format!("{name}.jsonl"))).unwrap();
     let labels = std::fs::read_to_string(dir.join(format!("{name}.labels"))).unwrap();
     let labels: Vec<&str> = labels.lines().collect();
