@@ -353,3 +353,33 @@ fn newsletters_without_an_unsubscribe_line_are_recognised_by_their_shape() {
     );
     assert_class(&order, Verdict::Inquiry);
 }
+
+#[test]
+fn bank_security_calls_account_threats_and_pill_shops_are_spam_signs() {
+    let mut call = message(
+        Channel::Call,
+        "",
+        "Добрый день, вас беспокоит служба безопасности Альфа-Банка. По вашему счёту подозрительный перевод. \
+         Чтобы его отменить, продиктуйте код из СМС.",
+    );
+    call.call = Some(CallInfo { duration_secs: 95, answered: true });
+    call.sender.phone = Some(PhoneNumber::parse("+74951112233", "RU").unwrap());
+    let c = assert_class(&call, Verdict::Spam);
+    assert!(fired(&c, "CALL_SECURITY_SERVICE_OF_A_BANK"), "{:?}", c.reasons);
+    // A client who did not get the order's confirmation code is not a scam call.
+    let mut client =
+        message(Channel::Call, "", "Здравствуйте, мне не приходит код подтверждения заказа на сайте, помогите.");
+    client.call = Some(CallInfo { duration_secs: 70, answered: true });
+    let c = assert_class(&client, Verdict::Inquiry);
+    assert!(!fired(&c, "CALL_SECURITY_SERVICE_OF_A_BANK"), "{:?}", c.reasons);
+
+    let threat = email(
+        "support@portal-verify.example",
+        "Доступ будет ограничен",
+        "Ваша учетная запись будет заблокирована через 24 часа. Подтвердите свои данные по ссылке.",
+    );
+    let c = classify(&threat);
+    assert!(fired(&c, "SPAM_ACCOUNT_THREAT") && fired(&c, "SPAM_PHISHING"), "{:?}", c.reasons);
+    let pills = email("shop@pills.example", "Аптека", "Дженерики из Индии без рецепта, анонимная доставка по России.");
+    assert!(fired(&classify(&pills), "SPAM_PHARMA_ADULT"));
+}
