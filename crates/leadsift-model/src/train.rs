@@ -1042,6 +1042,18 @@ impl GroupSearch<'_> {
                 members.push((s, id, [0.0; 4]));
             }
         }
+        // The members' verdicts under one candidate, counted on top of the fixed ones.
+        let (policy, allowed) = (self.policy, self.allowed);
+        let key_of = |members: &[(&Scored<'_>, usize, [f64; 4])], candidate: GroupCalibration| {
+            let mut confusion = fixed.clone();
+            for (s, id, scaled) in members {
+                let points = points_of_scaled(scaled, s.model.active, calibration, candidate, &s.view);
+                let (verdict, margin) = s.verdict_and_margin(policy, &points);
+                confusion.add(*id, s.label, verdict);
+                confusion.margin += margin;
+            }
+            confusion.key(allowed, candidate)
+        };
         let debug = std::env::var_os("LEADSIFT_CALIBRATION_DEBUG").is_some();
         let mut best: Option<(GroupCalibration, CalibrationKey)> = None;
         for &length_exponent in &CALIBRATION_LENGTH_EXPONENTS {
@@ -1051,14 +1063,7 @@ impl GroupSearch<'_> {
             for &bias in &CALIBRATION_BIASES {
                 for &w in &CALIBRATION_WEIGHTS {
                     let candidate = GroupCalibration { weight: w, bias, length_exponent, newsletter_bias: None };
-                    let mut confusion = fixed.clone();
-                    for (s, id, scaled) in &members {
-                        let points = points_of_scaled(scaled, s.model.active, calibration, candidate, &s.view);
-                        let (verdict, margin) = s.verdict_and_margin(self.policy, &points);
-                        confusion.add(*id, s.label, verdict);
-                        confusion.margin += margin;
-                    }
-                    let key = confusion.key(self.allowed, candidate);
+                    let key = key_of(&members, candidate);
                     if debug {
                         eprintln!("calibration {group:?} blend {weight} w={w} b={bias} e={length_exponent}: {key:?}");
                     }
@@ -1077,14 +1082,7 @@ impl GroupSearch<'_> {
             }
             for &newsletter_bias in &CALIBRATION_BIASES {
                 let candidate = GroupCalibration { newsletter_bias: Some(newsletter_bias), ..chosen };
-                let mut confusion = fixed.clone();
-                for (s, id, scaled) in &members {
-                    let points = points_of_scaled(scaled, s.model.active, calibration, candidate, &s.view);
-                    let (verdict, margin) = s.verdict_and_margin(self.policy, &points);
-                    confusion.add(*id, s.label, verdict);
-                    confusion.margin += margin;
-                }
-                let key = confusion.key(self.allowed, candidate);
+                let key = key_of(&members, candidate);
                 if best.as_ref().is_none_or(|(_, best_key)| key > *best_key) {
                     best = Some((candidate, key));
                 }
