@@ -285,8 +285,9 @@ fn job_applications_wrong_numbers_and_personal_messages_are_non_target() {
 fn english_requests_for_quotes_and_suppliers_are_seen() {
     let cases = [
         ("Could you please send us your latest price list and lead times for 200 units?", "INQUIRY_EN_OFFER_REQUEST"),
+        ("What are your lead times for 200 units?", "INQUIRY_PRICE_QUESTION"),
         ("Kindly provide me with a quotation for the installation.", "INQUIRY_EN_OFFER_REQUEST"),
-        ("We would like to get a quote for cleaning our warehouse every week.", "INQUIRY_EN_OFFER_REQUEST"),
+        ("We would like to get a quote for cleaning our warehouse every week.", "INQUIRY_EN_QUOTE_WANTED"),
         ("We are currently looking for a reliable packaging supplier in the EU.", "INQUIRY_SUPPLIER_SEARCH"),
         ("I'm looking for a contractor to renovate our office.", "INQUIRY_SUPPLIER_SEARCH"),
         ("Добрый день, ищем поставщика металлочерепицы для объекта в Туле.", "INQUIRY_SUPPLIER_SEARCH"),
