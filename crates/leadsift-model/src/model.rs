@@ -223,10 +223,8 @@ impl RulesView {
     pub fn ceilings(&self, active: [bool; 4]) -> [Option<(f64, Ceiling)>; 4] {
         let inquiry = self.scores[Verdict::Inquiry.index()];
         let score = |k: usize| self.scores[SCORED_CLASSES[k].index()];
-        let unlearned = (0..4)
-            .filter(|&k| !active[k] && score(k) - inquiry >= self.threshold)
-            .map(score)
-            .fold(None, |best: Option<f64>, s| Some(best.map_or(s, |b| b.max(s))));
+        let unlearned =
+            (0..4).filter(|&k| !active[k] && score(k) - inquiry >= self.threshold).map(score).reduce(f64::max);
         std::array::from_fn(|k| {
             if !active[k] {
                 return None;
@@ -1121,15 +1119,20 @@ impl Model {
     /// a limited class's reason says what held it.
     pub fn evidence_beside(&self, message: &Message, rules: &RulesView) -> Evidence {
         let scores = self.scores(message);
-        let points = model_points(&scores, &self.calibration, ChannelGroup::of(message), rules);
-        // A class whose points stopped at its ceiling says so.
+        let group = ChannelGroup::of(message);
+        let points = model_points(&scores, &self.calibration, group, rules);
+        // A class whose points stopped at its ceiling says so (ceilings are rare:
+        // the points without them are computed only then).
         let ceilings = rules.ceilings(scores.active);
-        let notes = std::array::from_fn(|k| {
-            ceilings[k].and_then(|(ceiling, why)| {
-                let raw = model_points(&scores, &self.calibration, ChannelGroup::of(message), &RulesView::NONE)[k];
-                (raw > ceiling + 0.001).then_some(why.explain())
-            })
-        });
+        let mut notes = [None; 4];
+        if ceilings.iter().any(Option::is_some) {
+            let unlimited = RulesView { protected: rules.protected, ..RulesView::NONE };
+            let unlimited = model_points(&scores, &self.calibration, group, &unlimited);
+            for (k, note) in notes.iter_mut().enumerate() {
+                *note =
+                    ceilings[k].and_then(|(ceiling, why)| (unlimited[k] > ceiling + 0.001).then_some(why.explain()));
+            }
+        }
         evidence_from_points(&self.name, &scores, &points, notes)
     }
 
