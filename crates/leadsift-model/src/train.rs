@@ -689,10 +689,9 @@ pub(crate) struct Scored<'a> {
     pub group: ChannelGroup,
     /// Whether the model gets a say at all (see [`crate::combined::has_words`]).
     pub has_words: bool,
-    /// The rules' scores per class, in [`Verdict::ALL`] order, and their decisive reason.
-    pub rules: [f64; 5],
+    /// The rules' decisive reason, if any.
     pub decided: Option<(Verdict, f64)>,
-    /// What the model's points depend on in the rules' evidence.
+    /// The rules' scores per class and what the model's points depend on in them.
     pub view: RulesView,
     /// What the model scores with under the current blend.
     pub model: ModelScores,
@@ -715,7 +714,6 @@ impl<'a> Scored<'a> {
             label: example.class,
             group: ChannelGroup::of(&example.message),
             has_words: has_words(&example.message),
-            rules: evidence.scores(),
             decided: evidence.decided(),
             view: RulesView::of(&evidence, policy.threshold),
             model: regression.unwrap_or(nb),
@@ -735,7 +733,7 @@ impl<'a> Scored<'a> {
 
     /// The rules alone.
     fn rules_verdict(&self, policy: &ScoringPolicy) -> Verdict {
-        policy.decide_scores(&self.rules, self.decided, false).0
+        policy.decide_scores(&self.view.scores, self.decided, false).0
     }
 
     /// The model alone, as [`crate::ModelOnlyClassifier`] decides.
@@ -767,7 +765,7 @@ impl<'a> Scored<'a> {
     /// stays under it), at most [`MARGIN_CLIP`]: what breaks ties between
     /// calibrations that decide alike.
     fn verdict_and_margin(&self, policy: &ScoringPolicy, points: &[f64; 4]) -> (Verdict, f64) {
-        let mut scores = self.rules;
+        let mut scores = self.view.scores;
         for (class, p) in SCORED_CLASSES.iter().zip(points) {
             scores[class.index()] += p;
         }
