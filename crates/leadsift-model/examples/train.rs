@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p leadsift-model --example train -- \
 //!     --out models/default [--bits 18] [--alpha 0.1] [--batch 64] [--compare-logistic] \
-//!     [--nb-only | --epochs N --lr RATE --inquiry-weight W] [--ascii-char-ngrams] [CORPUS...]
+//!     [--nb-only | --epochs N --lr RATE --inquiry-weight W] [--hinge] [--ascii-char-ngrams] [CORPUS...]
 //! ```
 //! Without CORPUS arguments every known folder under `../shared/corpora` is used.
 
@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
                 let weight: f64 = value()?.parse()?;
                 settings.linear.get_or_insert_default().other_channel_weight = (weight < 1.0).then_some(weight);
             }
+            "--hinge" => settings.linear.get_or_insert_default().loss = leadsift_model::Loss::Hinge,
             "--no-ascii-affixes" => settings.features.ascii_affixes = false,
             "--no-header-features" => settings.features.header_features = false,
             "--folds" => settings.calibration_folds = value()?.parse()?,

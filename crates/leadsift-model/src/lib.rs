@@ -53,7 +53,7 @@ pub use eval::{
     ClassFigures, CorpusFigures, EvalReport, EvalSummary, Evaluator, RuleFigures, ValidationFigures, evaluate,
 };
 pub use features::{FeatureSettings, Featurizer, SparseFeatures};
-pub use linear::{LinearModel, LinearSettings, SparseRows};
+pub use linear::{LinearModel, LinearSettings, Loss, SparseRows};
 pub use model::{Calibration, Ceiling, Model, ModelMetadata, ModelScores, RulesView};
 pub use train::{
     AlgorithmFigures, DEFAULT_MAX_HAM_SPAM_FP_RATE, FEEDBACK_WEIGHT, FitEngine, TrainOutcome, TrainProgress,
