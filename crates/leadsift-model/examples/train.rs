@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
                 let weight: f64 = value()?.parse()?;
                 settings.linear.get_or_insert_default().other_channel_weight = (weight < 1.0).then_some(weight);
             }
+            "--header-presence" => settings.features.header_presence = true,
             "--hinge" => settings.linear.get_or_insert_default().loss = leadsift_model::Loss::Hinge,
             "--no-ascii-affixes" => settings.features.ascii_affixes = false,
             "--no-header-features" => settings.features.header_features = false,
