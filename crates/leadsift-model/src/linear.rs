@@ -225,6 +225,32 @@ impl LinearModel {
         delta
     }
 
+    /// For a hinge step: the feature value `1/√n`, the logit of the label's
+    /// slot `own` (inquiry's is 0), and the strongest competitor with its
+    /// logit — a junk class, or inquiry (`None`, logit 0) when the label is junk.
+    fn hinge_rival(
+        &self,
+        weights: &[[f64; 4]],
+        features: &SparseFeatures,
+        own: Option<usize>,
+    ) -> (f64, f64, (Option<usize>, f64)) {
+        let value = 1.0 / (features.indices.len().max(1) as f64).sqrt();
+        let mut sums = [0f64; 4];
+        for &bucket in &features.indices {
+            for (s, w) in sums.iter_mut().zip(&weights[bucket as usize]) {
+                *s += *w;
+            }
+        }
+        let z: [f64; 4] = std::array::from_fn(|k| self.bias[k] + sums[k] * value);
+        let mut rival: (Option<usize>, f64) = (None, if own.is_some() { 0.0 } else { f64::NEG_INFINITY });
+        for (k, z) in z.iter().enumerate() {
+            if self.active[k] && Some(k) != own && *z > rival.1 {
+                rival = (Some(k), *z);
+            }
+        }
+        (value, own.map_or(0.0, |k| z[k]), rival)
+    }
+
     /// One training step of the multiclass hinge loss (margin 1) on one
     /// example, `rate` including the sample weight; returns the per-class
     /// change applied to each of its buckets, as [`Self::step`] does.
@@ -235,22 +261,8 @@ impl LinearModel {
         label: Verdict,
         rate: f64,
     ) -> [f64; 4] {
-        let value = 1.0 / (features.indices.len().max(1) as f64).sqrt();
         let own = class_slot(label);
-        let mut sums = [0f64; 4];
-        for &bucket in &features.indices {
-            for (s, w) in sums.iter_mut().zip(&weights[bucket as usize]) {
-                *s += *w;
-            }
-        }
-        let z: [f64; 4] = std::array::from_fn(|k| self.bias[k] + sums[k] * value);
-        let own_z = own.map_or(0.0, |k| z[k]);
-        let mut rival: (Option<usize>, f64) = (None, if own.is_some() { 0.0 } else { f64::NEG_INFINITY });
-        for (k, z) in z.iter().enumerate() {
-            if self.active[k] && Some(k) != own && *z > rival.1 {
-                rival = (Some(k), *z);
-            }
-        }
+        let (value, own_z, rival) = self.hinge_rival(weights, features, own);
         let mut delta = [0.0; 4];
         if own_z - rival.1 >= 1.0 {
             return delta;
@@ -278,24 +290,8 @@ impl LinearModel {
     /// log-odds per step. Unlike a softmax step it does not fade as the
     /// label's probability nears 1, so a handful of labels can reach the margin.
     fn hinge_step(&mut self, weights: &mut [[f64; 4]], features: &SparseFeatures, label: Verdict) {
-        let value = 1.0 / (features.indices.len().max(1) as f64).sqrt();
         let own = class_slot(label);
-        let mut sums = [0f64; 4];
-        for &bucket in &features.indices {
-            for (s, w) in sums.iter_mut().zip(&weights[bucket as usize]) {
-                *s += *w;
-            }
-        }
-        // The strongest competitor: a junk class, or inquiry (logit 0) when the label is junk.
-        let mut rival: (Option<usize>, f64) = (None, if own.is_some() { 0.0 } else { f64::NEG_INFINITY });
-        for (k, sum) in sums.iter().enumerate() {
-            if self.active[k] && Some(k) != own {
-                let z = self.bias[k] + sum * value;
-                if z > rival.1 {
-                    rival = (Some(k), z);
-                }
-            }
-        }
+        let (value, _, rival) = self.hinge_rival(weights, features, own);
         let step = FEEDBACK_LEARNING_RATE * value;
         for &bucket in &features.indices {
             let w = &mut weights[bucket as usize];
