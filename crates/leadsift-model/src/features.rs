@@ -82,11 +82,11 @@ pub struct FeatureSettings {
     /// pushed every e-mail of a new mailbox towards newsletter (trained
     /// without SpamAssassin, 543 of its 781 personal mails became newsletters
     /// with them, 49 without). On in models trained before this setting existed.
-    #[serde(default = "on")]
+    #[serde(default = "default_true")]
     pub header_presence: bool,
 }
 
-fn on() -> bool {
+fn default_true() -> bool {
     true
 }
 
